@@ -1,0 +1,87 @@
+"""The ports and the backend the config picks for each; nothing else knows which one runs."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from rai.config import Config
+
+
+class Backends:
+    """Lazily opened backends for one config; share one per process."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    @cached_property
+    def redis(self):
+        from rai.redis_server import connect
+
+        return connect(self.config.pubsub.url, start_local=self.config.pubsub.start_local)
+
+    @cached_property
+    def queue(self):
+        cfg = self.config.broker
+        if cfg.provider == "sqs":
+            from rai.backends.sqs_queue import SQSJobQueue
+
+            return SQSJobQueue(cfg)
+        from rai.backends.redis_queue import RedisJobQueue
+
+        return RedisJobQueue(self.redis, visibility_timeout=cfg.visibility_timeout)
+
+    @cached_property
+    def logs(self):
+        from rai.backends.redis_logs import RedisLogStream
+
+        return RedisLogStream(self.redis, max_entries=self.config.pubsub.max_entries)
+
+    @cached_property
+    def store(self):
+        cfg = self.config.store
+        if cfg.provider == "s3":
+            from rai.backends.s3_store import S3Store
+
+            return S3Store(cfg)
+        from rai.backends.store import LocalStore
+
+        return LocalStore(cfg.local_path())
+
+    @cached_property
+    def db(self):
+        cfg = self.config.database
+        if cfg.provider == "mongodb":
+            from rai.backends.mongo_db import MongoDatabase
+
+            return MongoDatabase(cfg)
+        from rai.backends.db import SQLiteDatabase
+
+        return SQLiteDatabase(cfg.sqlite_path())
+
+    @cached_property
+    def accounts(self):
+        cfg = self.config.auth
+        if cfg.provider == "auth0":
+            from rai.backends.auth0_accounts import Auth0Accounts
+
+            return Auth0Accounts(cfg)
+        from rai.backends.auth import DatabaseAccounts
+
+        return DatabaseAccounts(self.db)
+
+    @cached_property
+    def mailer(self):
+        cfg = self.config.email
+        if cfg.provider == "mailgun":
+            from rai.backends.mailgun_mail import MailgunMailer
+
+            return MailgunMailer(cfg)
+        from rai.backends.outbox_mail import OutboxMailer
+
+        return OutboxMailer(cfg.outbox_path())
+
+    @cached_property
+    def live(self):
+        from rai.live import LiveBoard
+
+        return LiveBoard(self.redis)

@@ -1,0 +1,50 @@
+"""Job queue port: at-least-once delivery, a dead worker's jobs come back.
+
+Embedded backend: a Redis Stream per queue with one consumer group (`RedisJobQueue`).
+Production backend: Amazon SQS (`rai.backends.sqs_queue.SQSJobQueue`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class ClaimedJob:
+    """A message a worker holds; it must be acked, or it comes back after the visibility timeout."""
+
+    queue: str
+    message_id: str
+    body: str  # the JobRequest JSON as enqueued
+    attempts: int  # deliveries so far, 1 on the first
+
+
+@dataclass
+class QueueDepth:
+    queue: str
+    waiting: int  # enqueued, not yet claimed
+    running: int  # claimed, not yet acked
+    oldest_waiting_age: float | None  # seconds the oldest waiting job has waited
+
+
+class JobQueue(Protocol):
+    def enqueue(self, queue: str, body: str) -> str:
+        """Add a job; returns the message id."""
+
+    def claim(self, queue: str, consumer: str, block: float = 5.0) -> ClaimedJob | None:
+        """Take one job: first one whose worker stopped keeping it alive, else a new one (waits `block` s)."""
+
+    def keep_alive(self, job: ClaimedJob, consumer: str) -> None:
+        """Tell the queue the job is still being worked on (resets its visibility timeout)."""
+
+    def ack(self, job: ClaimedJob) -> None:
+        """The job ended (whatever the outcome): remove it for good."""
+
+    def release(self, job: ClaimedJob) -> None:
+        """Hand the job back at once so another worker can take it (raid shutting down)."""
+
+    def depth(self, queue: str) -> QueueDepth: ...
+
+    def queues(self) -> list[str]:
+        """Names of the queues that exist."""

@@ -1,0 +1,231 @@
+"""The config file shared by every program (`--config`, `RAI_CONFIG`, `~/.rai_config.yml`).
+
+An absent file means the embedded defaults: local Redis, SQLite, a local store and an outbox
+folder under the user's data directory. Section names follow the original RAI where they fit.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rai.errors import UserError
+from rai.units import parse_duration, parse_size
+
+DEFAULT_CONFIG = "~/.rai_config.yml"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def data_dir() -> Path:
+    """Where the embedded defaults keep their files (`RAI_DATA_DIR` overrides)."""
+    return Path(os.environ.get("RAI_DATA_DIR") or user_data_dir("rai", appauthor=False))
+
+
+def machine_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AppConfig(Section):
+    name: str = "rai"
+    secret: str | None = None  # app secret: decrypts `==AESGCM==` values, anonymises rankings
+
+
+class PubSubConfig(Section):
+    url: str = DEFAULT_REDIS_URL
+    start_local: bool = True  # start a local redis-server when the URL is local and nothing answers
+    retention: float = 7 * 86400  # seconds a job's log stream is kept after its end
+    max_entries: int = 100_000  # entries kept per job log stream (each entry is up to 64 KB)
+
+    _dur = field_validator("retention", mode="before")(lambda v: parse_duration(v))
+
+
+class BrokerConfig(Section):
+    provider: Literal["redis", "sqs"] = "redis"
+    queue: str | None = None  # default rai_<arch>
+    visibility_timeout: float = 60.0  # a claimed job not kept alive this long goes back to the queue
+    max_attempts: int = 3
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    dead_letter_queue: str | None = None
+
+    _dur = field_validator("visibility_timeout", mode="before")(lambda v: parse_duration(v))
+
+    def queue_name(self) -> str:
+        return self.queue or f"rai_{machine_arch()}"
+
+
+class StoreConfig(Section):
+    provider: Literal["local", "s3"] = "local"
+    path: str | None = None
+    bucket: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    url_expiry: float = 7 * 86400
+    upload_credentials: float = 15 * 60  # STS lifetime for client uploads
+
+    _dur = field_validator("url_expiry", "upload_credentials", mode="before")(lambda v: parse_duration(v))
+
+    def local_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else data_dir() / "store"
+
+
+class DatabaseConfig(Section):
+    provider: Literal["sqlite", "mongodb"] = "sqlite"
+    path: str | None = None
+    url: str | None = None
+    name: str = "rai"
+
+    def sqlite_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else data_dir() / "rai.db"
+
+
+class AuthConfig(Section):
+    provider: Literal["database", "auth0"] = "database"
+    domain: str | None = None
+    base_url: str | None = None  # Auth0 Management API base, for tests and private tenants
+    client_id: str | None = None
+    client_secret: str | None = None
+    token: str | None = None
+    connection: str = "Username-Password-Authentication"
+
+
+class EmailConfig(Section):
+    provider: Literal["outbox", "mailgun"] = "outbox"
+    outbox: str | None = None
+    domain: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    sender: str = "rai <rai@localhost>"
+    template: str | None = None
+    client_url: str = "pip install rai"
+
+    def outbox_path(self) -> Path:
+        return Path(self.outbox).expanduser() if self.outbox else data_dir() / "outbox"
+
+
+class DockerConfig(Section):
+    base_url: str | None = None  # default: DOCKER_HOST, then the usual Docker/Podman sockets
+    image: str = "localhost/rai-test:latest"  # used when a spec names none
+    time_limit: float = 3600.0
+    memory_limit: int = 16 * 1024**3
+    pids_limit: int = 4096
+    output_limit: int = 1024**3
+    nofile: int = 1024
+    nproc: int = 4096
+    allow_network: bool = True  # a spec may ask for network when its role allows it
+    gpu_driver: str = "nvidia"
+
+    _dur = field_validator("time_limit", mode="before")(lambda v: parse_duration(v))
+    _size = field_validator("memory_limit", "output_limit", mode="before")(lambda v: parse_size(v))
+
+
+class RaidConfig(Section):
+    workers: int = 2
+    node: str | None = None
+    heartbeat_interval: float = 5.0
+    max_request_age: float = 7 * 86400  # a signed request older than this is refused
+    work_dir: str | None = None
+
+    _dur = field_validator("heartbeat_interval", "max_request_age", mode="before")(
+        lambda v: parse_duration(v)
+    )
+
+    def node_name(self) -> str:
+        return self.node or socket.gethostname()
+
+    def work_path(self) -> Path:
+        return Path(self.work_dir).expanduser() if self.work_dir else data_dir() / "work"
+
+
+class RoleLimits(Section):
+    time_limit: float | None = None
+    memory_limit: int | None = None
+    gpus: int | None = None
+    network: bool = False
+    queues: list[str] | None = None  # None: any queue
+    jobs_at_once: int | None = None
+
+    _dur = field_validator("time_limit", mode="before")(lambda v: None if v is None else parse_duration(v))
+    _size = field_validator("memory_limit", mode="before")(lambda v: None if v is None else parse_size(v))
+
+
+def default_roles() -> dict[str, RoleLimits]:
+    return {
+        "student": RoleLimits(network=False, jobs_at_once=2),
+        "ta": RoleLimits(network=True),
+        "admin": RoleLimits(network=True),
+    }
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    app: AppConfig = Field(default_factory=AppConfig)
+    pubsub: PubSubConfig = Field(default_factory=PubSubConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    docker: DockerConfig = Field(default_factory=DockerConfig)
+    raid: RaidConfig = Field(default_factory=RaidConfig)
+    roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
+    projects: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None  # the file this was read from, None for embedded defaults
+
+    def app_secret(self) -> str | None:
+        return os.environ.get("RAI_APP_SECRET") or self.app.secret
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get("RAI_CONFIG") or DEFAULT_CONFIG).expanduser()
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read the config; a missing default file gives the embedded defaults, a missing named file is an error."""
+    from rai.crypto import decrypt_tree
+
+    p = config_path(path)
+    explicit = path is not None or "RAI_CONFIG" in os.environ
+    if not p.exists():
+        if explicit:
+            raise UserError(f"config file {p} does not exist", hint="check --config or RAI_CONFIG")
+        return Config()
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"config file {p} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {p} must be a YAML mapping of sections (pubsub:, broker:, ...)")
+    secret = os.environ.get("RAI_APP_SECRET") or (raw.get("app") or {}).get("secret")
+    raw = decrypt_tree(raw, secret)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(f"config file {p} is invalid:\n{format_validation_error(e)}") from None
+    cfg.source = str(p)
+    return cfg
+
+
+def format_validation_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(top)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
