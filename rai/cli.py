@@ -1,0 +1,217 @@
+"""`rai`: the submitter's client.
+
+Exit codes: 0 the job succeeded, 1 it did not (failed, timeout, out of memory, cancelled,
+refused), 2 bad input, 3 a service does not answer, 4 not found, 5 credentials refused,
+130 interrupted (the job goes on).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from rai import __version__
+from rai.backends import Backends
+from rai.cli_support import run_cli
+from rai.client import Client
+from rai.config import load_config
+from rai.models import JobEnd, JobRecord, JobState, LogKind
+from rai.profile import load_profile, profile_path
+from rai.units import format_duration
+
+err = Console(stderr=True, highlight=False)
+
+
+class Context:
+    def __init__(self, config_path: str | None, profile: str | None):
+        self.config_path = config_path
+        self.profile_arg = profile
+
+    def backends(self) -> Backends:
+        return Backends(load_config(self.config_path))
+
+    def client(self) -> Client:
+        return Client(self.backends(), load_profile(self.profile_arg))
+
+
+def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> JobEnd | None:
+    """Write a job's log entries as they come; returns its end, or None when the log stopped early."""
+    out = out or sys.stdout
+    errs = errs or sys.stderr
+    for entry in entries:
+        if entry.kind == LogKind.stdout:
+            out.write(entry.body)
+            out.flush()
+        elif entry.kind == LogKind.stderr:
+            errs.write(entry.body)
+            errs.flush()
+        elif entry.kind == LogKind.status:
+            if not quiet_status:
+                err.print(f"[dim]» {entry.body}[/dim]")
+        elif entry.kind == LogKind.end:
+            return entry.end
+    return None
+
+
+def print_summary(job_id: str, end: JobEnd) -> None:
+    ok = end.state == JobState.succeeded
+    colour = "green" if ok else "red"
+    code = "-" if end.exit_code is None else str(end.exit_code)
+    err.print(
+        f"[bold {colour}]{end.state.value}[/] job {job_id}  exit {code}  {format_duration(end.duration)}"
+        + (f"\n  {end.message}" if end.message else "")
+    )
+    if end.output_key:
+        err.print(f"  outputs: {end.output_url or end.output_key}  (fetch with `rai get {job_id} -o DIR`)")
+
+
+def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> int:
+    try:
+        end = print_entries(ctx_client.follow(job_id))
+    except KeyboardInterrupt:
+        err.print(f"\nstopped following; the job goes on. Follow it again with `rai logs {job_id} -f`")
+        return 130
+    if end is None:
+        err.print(f"the log of {job_id} ended without a result; check `rai status {job_id}`")
+        return 1
+    print_summary(job_id, end)
+    if output is not None and end.output_key:
+        n = ctx_client.download_outputs(job_id, output)
+        err.print(f"  {n} files of /build written to {output}")
+    return 0 if end.state == JobState.succeeded else 1
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RAI_CONFIG", help="config file (default ~/.rai_config.yml)")
+@click.option("--profile", envvar="RAI_PROFILE", help="your credentials (default ~/.rai_profile)")
+@click.option("-p", "--path", "project", type=click.Path(path_type=Path), help="submit this project (as `submit -p`)")
+@click.version_option(__version__, "--version", prog_name="rai")
+@click.pass_context
+def cli(ctx: click.Context, config_path, profile, project) -> int | None:
+    """Run your project on a rai GPU node and watch its output live."""
+    ctx.obj = Context(config_path, profile)
+    if ctx.invoked_subcommand is None:
+        if project is None:
+            click.echo(ctx.get_help())
+            return 0
+        return ctx.invoke(submit, project=project)
+    return None
+
+
+@cli.command()
+@click.option("-p", "--path", "project", type=click.Path(path_type=Path), default=".", show_default=True,
+              help="the project folder (holds rai_build.yml)")
+@click.option("--queue", help="queue to submit to (default rai_<architecture of the spec>)")
+@click.option("--no-follow", is_flag=True, help="enqueue, print the job id alone and return")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="download /build into this folder at the end")
+@click.option("--submit", "submission", help="ranked submission kind (e.g. m1, final)")
+@click.pass_obj
+def submit(obj: Context, project: Path, queue, no_follow, output, submission) -> int:
+    """Upload PROJECT, run it, and print its output live."""
+    client = obj.client()
+    exclude = (profile_path(obj.profile_arg),)
+    sub = client.submit(
+        project,
+        queue=queue,
+        submission=submission,
+        exclude=exclude,
+        on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
+    )
+    if no_follow:
+        click.echo(sub.job_id)
+        return 0
+    err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
+    return _follow_and_report(client, sub.job_id, output)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+@click.pass_obj
+def logs(obj: Context, job_id: str, follow: bool) -> int:
+    """Print JOB's whole log from its first line (and, with -f, live until it ends)."""
+    client = obj.client()
+    client.status(job_id)  # a clear "no job" before waiting on an empty stream
+    if follow:
+        return _follow_and_report(client, job_id, None)
+    end = print_entries(client.follow(job_id, live=False))
+    if end is not None:
+        print_summary(job_id, end)
+    return 0
+
+
+def _record_table(record: JobRecord) -> str:
+    rows = [
+        ("job", record.job_id),
+        ("state", record.state.value),
+        ("user", record.username + (f" (team {record.team})" if record.team else "")),
+        ("queue", record.queue),
+        ("node", record.node or "-"),
+        ("submitted", record.submitted_at.isoformat() if record.submitted_at else "-"),
+        ("started", record.started_at.isoformat() if record.started_at else "-"),
+        ("finished", record.finished_at.isoformat() if record.finished_at else "-"),
+        ("exit code", "-" if record.exit_code is None else str(record.exit_code)),
+        ("duration", format_duration(record.duration)),
+        ("outputs", record.output_key or "-"),
+        ("message", record.message or "-"),
+    ]
+    return "\n".join(f"{k:>10}  {v}" for k, v in rows)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print the record as JSON")
+@click.pass_obj
+def status(obj: Context, job_id: str, as_json: bool) -> int:
+    """Show JOB's state, node, exit code and duration."""
+    record = obj.client().status(job_id)
+    if as_json:
+        click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+    else:
+        click.echo(_record_table(record))
+    return 0
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="folder to unpack /build into")
+@click.pass_obj
+def get(obj: Context, job_id: str, output: Path) -> int:
+    """Download JOB's /build folder into OUTPUT."""
+    n = obj.client().download_outputs(job_id, output)
+    err.print(f"{n} files of /build written to {output}")
+    return 0
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_obj
+def cancel(obj: Context, job_id: str) -> int:
+    """Cancel JOB, waiting or running."""
+    record = obj.client().cancel(job_id)
+    err.print(f"cancel requested for {job_id} ({record.state.value}); its log will end with the result")
+    return 0
+
+
+@cli.command()
+@click.pass_obj
+def whoami(obj: Context) -> int:
+    """Show who your profile says you are."""
+    p = load_profile(obj.profile_arg)
+    click.echo(f"{p.username} <{p.email}> team={p.team or '-'} role={p.role}")
+    return 0
+
+
+@cli.command()
+def version() -> int:
+    """Print the client's version."""
+    click.echo(f"rai {__version__}")
+    return 0
+
+
+def main() -> None:
+    run_cli(cli)
