@@ -1,0 +1,135 @@
+"""The raid daemon: worker slots taking jobs from the queue, a heartbeat, clean shutdown.
+
+SIGTERM (or SIGINT): stop taking jobs, let running ones finish for `grace` seconds, then hand the
+rest back to the queue. A second signal hands them back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from rai import __version__
+from rai.backends import Backends
+from rai.config import Config
+from rai.models import utcnow
+from raid.executor import Executor
+from raid.heartbeat import Heartbeat
+from raid.job_runner import JobRunner
+
+log = logging.getLogger("raid")
+
+
+class Daemon:
+    def __init__(self, config: Config, workers: int | None = None, grace: float = 30.0,
+                 backends: Backends | None = None, executor: Executor | None = None):
+        self.config = config
+        self.b = backends or Backends(config)
+        self.node = config.raid.node_name()
+        self.queue_name = config.broker.queue_name()
+        self.capacity = workers or config.raid.workers
+        self.grace = grace
+        self.stop_claiming = threading.Event()
+        self.hand_back = threading.Event()
+        self.running: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self.executor = executor or Executor.from_config(config.docker)
+        self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, on_result=self._on_result)
+        self.heartbeat = Heartbeat(self)
+        self.started_at = utcnow()
+        self._threads: list[threading.Thread] = []
+
+    def _on_result(self, record, spec) -> None:
+        try:
+            from raid.ranking import record_ranking
+        except ImportError:
+            return
+        record_ranking(self.config, self.b, record, spec)
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return sorted(self.running.values())
+
+    def draining(self) -> bool:
+        return self.b.live.is_draining(self.node)
+
+    def start(self) -> None:
+        # Make sure the backends answer before claiming anything: a clear error now beats a crash later.
+        self.b.redis.ping()
+        _ = self.b.db  # opens (and creates) the database now
+        removed = self.executor.remove_leftovers({"rai.node": self.node})
+        if removed:
+            log.warning("removed %d containers left by a previous run of this node", removed)
+        self.heartbeat.start()
+        for slot in range(self.capacity):
+            t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("raid %s on node %s: %d workers on queue %s", __version__, self.node, self.capacity, self.queue_name)
+
+    def _slot(self, slot: int) -> None:
+        consumer = f"{self.node}-{slot}"
+        backoff = 1.0
+        while not self.stop_claiming.is_set():
+            try:
+                if self.draining():
+                    self.stop_claiming.wait(1.0)
+                    continue
+                claimed = self.b.queue.claim(self.queue_name, consumer, block=1.0)
+                backoff = 1.0
+            except Exception as e:
+                log.warning("cannot claim from %s: %s (retrying in %.0fs)", self.queue_name, e, backoff)
+                self.stop_claiming.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if claimed is None:
+                continue
+            if self.stop_claiming.is_set():
+                self.b.queue.release(claimed)
+                break
+            with self._lock:
+                self.running[slot] = claimed.message_id
+            try:
+                self.runner.run(claimed, consumer)
+            except Exception:
+                # The runner ends jobs itself; this is a last resort so the slot is never lost.
+                log.exception("slot %d: unexpected error around job %s", slot, claimed.message_id)
+            finally:
+                with self._lock:
+                    self.running.pop(slot, None)
+
+    def stop(self, hand_back_now: bool = False) -> None:
+        """Stop taking jobs; wait for running ones up to the grace period, then hand them back."""
+        self.stop_claiming.set()
+        deadline = time.monotonic() + (0 if hand_back_now else self.grace)
+        while self.running_jobs() and time.monotonic() < deadline and not self.hand_back.is_set():
+            time.sleep(0.1)
+        if self.running_jobs():
+            log.warning("handing %d running jobs back to the queue", len(self.running_jobs()))
+            self.hand_back.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        self.heartbeat.stop()
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        signals = {"count": 0}
+
+        def on_signal(signum, _frame):
+            signals["count"] += 1
+            if signals["count"] == 1:
+                log.info("signal %d: no new jobs; finishing running ones (signal again to hand them back)", signum)
+                self.stop_claiming.set()
+            else:
+                self.hand_back.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self.stop_claiming.is_set():
+            self.stop_claiming.wait(0.5)
+        self.stop()
+        log.info("raid stopped")
+        return 0

@@ -1,0 +1,210 @@
+"""One job from claim to ack: verify, record, fetch, run, upload, end. A job never ends silent."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+from rai.backends.redis_logs import LogWriter
+
+from rai.archive import file_sha256, tar_to_zstd, zstd_to_tar
+from rai.backends import Backends
+from rai.backends.queue import ClaimedJob
+from rai.backends.store import output_key
+from rai.errors import NotFound, UserError
+from rai.models import JobEnd, JobRecord, JobRequest, JobState, utcnow
+from rai.signing import verify
+from rai.spec import JobSpec, parse_spec
+from rai.units import format_duration, format_size
+from raid.executor import Executor, RunSpec
+from raid.verify import Refused, role_limits, verify_request
+
+log = logging.getLogger("raid.job")
+
+
+class HandBack(Exception):
+    """The node is shutting down: give the job back to the queue instead of ending it."""
+
+
+class JobRunner:
+    """Runs claimed jobs on this node; one instance shared by every worker slot."""
+
+    def __init__(self, backends: Backends, executor: Executor, node: str, stopping: threading.Event,
+                 on_result: Callable[[JobRecord, JobSpec | None], None] | None = None):
+        self.b = backends
+        self.cfg = backends.config
+        self.executor = executor
+        self.node = node
+        self.stopping_hard = stopping  # set when running jobs must be handed back now
+        self.on_result = on_result
+
+    def run(self, claimed: ClaimedJob, consumer: str) -> None:
+        try:
+            req = JobRequest.from_json(claimed.body)
+        except ValidationError:
+            log.error("dropping a malformed queue message %s", claimed.message_id)
+            self.b.queue.ack(claimed)
+            return
+        done = self.b.db.get_job(req.job_id)
+        if done is not None and done.state.finished:
+            log.info("job %s already ended (%s); dropping the duplicate delivery", req.job_id, done.state.value)
+            self.b.queue.ack(claimed)
+            return
+        stop_keepalive = threading.Event()
+        keeper = threading.Thread(target=self._keep_alive, args=(claimed, consumer, stop_keepalive), daemon=True)
+        keeper.start()
+        writer = LogWriter(self.b.logs, req.job_id)
+        record = JobRecord(
+            job_id=req.job_id, username=req.username, team=req.team, access_key=req.access_key, queue=req.queue,
+            submission=req.submission, submitted_at=req.submitted_at, upload_key=req.upload_key,
+            image=str(req.spec.get("rai", {}).get("image", "")), attempts=claimed.attempts, node=self.node,
+        )
+        spec: JobSpec | None = None
+        started = time.monotonic()
+        handed_back = False
+        try:
+            spec, end = self._run(req, record, claimed, writer)
+        except HandBack:
+            handed_back = True
+            end = None
+        except Refused as e:
+            end = JobEnd(state=JobState.refused, message=str(e))
+        except UserError as e:
+            end = JobEnd(state=JobState.error, message=e.message)
+        except Exception as e:  # raid's own failure must still end the job with a reason
+            log.exception("job %s failed inside raid", req.job_id)
+            end = JobEnd(state=JobState.error, message=f"internal error on node {self.node}: {e}")
+        finally:
+            stop_keepalive.set()
+        if handed_back:
+            writer.status(f"node {self.node} is shutting down: the job goes back to the queue and will run again")
+            writer.close()
+            record.state = JobState.queued
+            self._save(record)
+            self.b.queue.release(claimed)
+            return
+        if not end.duration:
+            end.duration = round(time.monotonic() - started, 3)
+        self._finish(req, record, end, writer, spec)
+        self.b.queue.ack(claimed)
+
+    def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event) -> None:
+        interval = max(0.2, self.cfg.broker.visibility_timeout / 3)
+        while not stop.wait(interval):
+            try:
+                self.b.queue.keep_alive(claimed, consumer)
+            except Exception as e:  # a blip must not kill the job; the next beat retries
+                log.warning("keep-alive of %s failed: %s", claimed.message_id, e)
+
+    def _save(self, record: JobRecord) -> None:
+        ttl = self.cfg.pubsub.retention + 30 * 86400
+        self.b.live.put_job(record, ttl=ttl)
+        self.b.db.save_job(record)
+
+    def _cancel_reason(self, job_id: str) -> str | None:
+        if self.stopping_hard.is_set():
+            return "handback"
+        req = self.b.live.cancel_request(job_id)
+        if req is None:
+            return None
+        account = self.b.accounts.by_access_key(req.access_key)
+        if account is None or not verify(req, account.secret_key):
+            return None
+        record = self.b.live.get_job(job_id)
+        if record is not None and account.username != record.username and account.role != "admin":
+            return None
+        return f"cancelled by {account.username}"
+
+    def _run(self, req: JobRequest, record: JobRecord, claimed: ClaimedJob, writer: LogWriter):
+        max_attempts = self.cfg.broker.max_attempts
+        if claimed.attempts > max_attempts:
+            raise UserError(
+                f"gave up after {max_attempts} attempts: the node running this job stopped each time "
+                "(ask your course staff)"
+            )
+        if claimed.attempts > 1:
+            writer.status(f"attempt {claimed.attempts} of {max_attempts} (the previous node stopped)")
+        account = verify_request(req, self.b.accounts, self.cfg.raid.max_request_age)
+        spec = parse_spec(req.spec, "the job's rai_build.yml")
+        limits = role_limits(self.cfg, account, spec, req.queue)
+        if spec.resources.limits.time and spec.resources.limits.time > limits.time:
+            writer.status(f"time limit capped to {format_duration(limits.time)} by the server")
+        if spec.resources.limits.memory and spec.resources.limits.memory > limits.memory:
+            writer.status(f"memory limit capped to {format_size(limits.memory)} by the server")
+        reason = self._cancel_reason(req.job_id)
+        if reason == "handback":
+            raise HandBack()
+        if reason:
+            return spec, JobEnd(state=JobState.cancelled, message=f"{reason} before it started")
+        record.state = JobState.running
+        record.started_at = utcnow()
+        record.team = account.team
+        self._save(record)
+        writer.status(f"running on {self.node} (image {spec.rai.image}, time limit {format_duration(limits.time)}, "
+                      f"memory {format_size(limits.memory)})")
+        with tempfile.TemporaryDirectory(prefix=f"rai-{req.job_id}-", dir=self._work_dir()) as tmp:
+            tmpdir = Path(tmp)
+            upload = tmpdir / "upload.tar.zst"
+            try:
+                self.b.store.get_file(req.upload_key, upload)
+            except NotFound:
+                raise UserError("the project upload is missing from the store; submit again") from None
+            if file_sha256(upload) != req.upload_sha256:
+                raise Refused("refused: the uploaded archive does not match the signed request")
+            source_tar = tmpdir / "src.tar"
+            zstd_to_tar(upload, source_tar)
+            self.executor.ensure_image(spec.rai.image, writer)
+            build_tar = tmpdir / "build.tar"
+            run_spec = RunSpec(
+                job_id=req.job_id, image=spec.rai.image, commands=spec.commands.build, env={},
+                source_tar=source_tar, network=limits.network, memory_limit=limits.memory,
+                pids_limit=self.cfg.docker.pids_limit, time_limit=limits.time, gpus=limits.gpus,
+                labels={"rai.node": self.node, "rai.user": req.username},
+                output_limit=self.cfg.docker.output_limit, nofile=self.cfg.docker.nofile, nproc=self.cfg.docker.nproc,
+            )
+            result = self.executor.run(run_spec, writer, lambda: self._cancel_reason(req.job_id), build_tar)
+            if result.message == "handback" or (result.state == JobState.cancelled and self.stopping_hard.is_set()):
+                raise HandBack()
+            end = JobEnd(state=result.state, exit_code=result.exit_code, duration=round(result.duration, 3),
+                         message=result.message)
+            if build_tar.exists() and build_tar.stat().st_size > 0:
+                key = output_key(req.username, req.job_id)
+                packed = tmpdir / "build.tar.zst"
+                tar_to_zstd(build_tar, packed)
+                self.b.store.put_file(key, packed)
+                end.output_key = key
+                end.output_url = self.b.store.url(key)
+                if result.output_truncated:
+                    end.message += f" (outputs truncated at {format_size(self.cfg.docker.output_limit)})"
+            return spec, end
+
+    def _work_dir(self) -> str:
+        path = self.cfg.raid.work_path()
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def _finish(self, req: JobRequest, record: JobRecord, end: JobEnd, writer: LogWriter,
+                spec: JobSpec | None) -> None:
+        record.state = end.state
+        record.exit_code = end.exit_code
+        record.duration = end.duration
+        record.output_key = end.output_key
+        record.message = end.message
+        record.finished_at = utcnow()
+        try:
+            writer.end(end)
+        finally:
+            writer.close()
+            self._save(record)
+            self.b.logs.expire(req.job_id, self.cfg.pubsub.retention)
+            if self.on_result is not None:
+                try:
+                    self.on_result(record, spec)
+                except Exception:
+                    log.exception("recording the result of %s failed", req.job_id)
+        log.info("job %s %s exit=%s %.2fs", req.job_id, end.state.value, end.exit_code, end.duration)

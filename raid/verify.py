@@ -1,0 +1,61 @@
+"""Who sent a job, and may they run it: signature, freshness, account, role limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rai.backends.auth import Accounts
+from rai.config import Config, DockerConfig, RoleLimits
+from rai.models import Account, JobRequest, utcnow
+from rai.signing import verify
+from rai.spec import JobSpec
+
+
+class Refused(Exception):
+    """The job must not run; the message goes to the submitter as it is."""
+
+
+@dataclass
+class Limits:
+    time: float
+    memory: int
+    network: bool
+    gpus: int
+
+
+def verify_request(req: JobRequest, accounts: Accounts, max_age: float) -> Account:
+    account = accounts.by_access_key(req.access_key)
+    if account is None:
+        raise Refused("refused: the access key is unknown (ask your course staff for a new profile)")
+    if account.revoked:
+        raise Refused("refused: this key has been revoked (ask your course staff for a new profile)")
+    if not verify(req, account.secret_key):
+        raise Refused("refused: the request's signature does not match your key (was your profile changed?)")
+    if account.username != req.username:
+        raise Refused("refused: the request names a user other than the key's owner")
+    age = (utcnow() - req.submitted_at).total_seconds()
+    if age > max_age:
+        raise Refused(f"refused: the request is {age / 3600:.1f} hours old (stale); submit again")
+    if age < -300:
+        raise Refused("refused: the request is dated in the future; check your computer's clock")
+    return account
+
+
+def role_limits(config: Config, account: Account, spec: JobSpec, queue: str) -> Limits:
+    """The limits the job runs under: the spec's, capped by the role's and the server's."""
+    role: RoleLimits = config.roles.get(account.role) or RoleLimits()
+    server: DockerConfig = config.docker
+    if account.role not in config.roles:
+        raise Refused(f"refused: role {account.role!r} is not configured on this server")
+    if role.queues is not None and queue not in role.queues:
+        raise Refused(f"refused: role {account.role} may not use queue {queue} (allowed: {', '.join(role.queues)})")
+    if spec.network and not (role.network and server.allow_network):
+        raise Refused(
+            f"refused: network access is not allowed for role {account.role}; "
+            "remove resources.limits.network from rai_build.yml"
+        )
+    if role.gpus is not None and spec.gpus > role.gpus:
+        raise Refused(f"refused: {spec.gpus} GPUs asked, role {account.role} may use {role.gpus}")
+    time = min(x for x in (spec.resources.limits.time, role.time_limit, server.time_limit) if x is not None)
+    memory = min(x for x in (spec.resources.limits.memory, role.memory_limit, server.memory_limit) if x is not None)
+    return Limits(time=time, memory=memory, network=spec.network, gpus=spec.gpus)
