@@ -146,13 +146,12 @@ def unpack(archive: Path, dest: Path, strip_top: str | None = None) -> int:
     """
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(archive, "rb") as raw:
-        with zstandard.ZstdDecompressor().stream_reader(raw) as zr:
+    try:
+        with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
             with tarfile.open(fileobj=zr, mode="r|") as tar:
                 for member in tar:
-                    name = member.name
                     if strip_top:
-                        parts = Path(name).parts
+                        parts = Path(member.name).parts
                         if parts and parts[0] == strip_top:
                             parts = parts[1:]
                         if not parts:
@@ -161,4 +160,6 @@ def unpack(archive: Path, dest: Path, strip_top: str | None = None) -> int:
                     tar.extract(member, dest, filter="data")
                     if member.isfile():
                         count += 1
+    except (tarfile.TarError, zstandard.ZstdError) as e:
+        raise UserError(f"the archive {archive.name} is damaged or unsafe: {e}") from None
     return count

@@ -31,3 +31,7 @@ def decrypt(secret: str, text: str) -> None:
 
 def main() -> None:
     run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

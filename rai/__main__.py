@@ -1,0 +1,3 @@
+from rai.cli import main
+
+main()
