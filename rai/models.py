@@ -154,6 +154,7 @@ class Account(Message):
     created_at: datetime = Field(default_factory=utcnow)
     revoked: bool = False
     revoked_at: datetime | None = None
+    credentials_sent_at: datetime | None = None  # when the current secret was last mailed; None: never
 
 
 class GPUStat(BaseModel):
