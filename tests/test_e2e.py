@@ -1,0 +1,238 @@
+"""End to end through the command line: rai submit → Redis queue → raid → container → live logs → outputs.
+
+Real redis-server, real raid subprocess, real containers through Podman's Docker-compatible socket.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+from rai.models import JobState
+from tests.fixtures.e2e import wait_for
+
+
+def status(env, profile, job_id) -> dict:
+    r = env.rai(profile, "status", job_id, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_output_is_complete_and_in_order_stdout_and_stderr_apart(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["seq 1 20000", "echo to-stderr >&2", "echo to-stdout"])
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 0, r.stderr + env.raid_output()[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[:20000] == [str(i) for i in range(1, 20001)]
+    assert lines[20000:] == ["to-stdout"]
+    assert "to-stderr" in r.stderr and "to-stderr" not in r.stdout
+    assert "succeeded" in r.stderr and "exit 0" in r.stderr
+
+
+def test_first_failing_command_ends_the_job_with_its_exit_code(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo one", "sh -c 'exit 3'", "echo never-runs"])
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 1
+    assert "one" in r.stdout and "never-runs" not in r.stdout
+    assert "failed" in r.stderr and "exit 3" in r.stderr
+    job_id = r.stderr.split("job ", 1)[1].split()[0]
+    rec = status(env, ada, job_id)
+    assert rec["state"] == "failed" and rec["exit_code"] == 3
+
+
+def test_time_limit_ends_the_job_and_says_so(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo start", "sleep 60"], limits={"time": "2s"})
+    r = env.rai(ada, "submit", "-p", str(proj), timeout=60)
+    assert r.returncode == 1
+    assert "timeout" in r.stderr and "time limit" in r.stderr
+
+
+def test_memory_limit_ends_the_job_and_says_so(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    hog = "awk 'BEGIN { s = \"x\"; while (1) { s = s s; if (length(s) > 1e9) break } }'"
+    proj = env.project([hog], limits={"memory": "32m"})
+    r = env.rai(ada, "submit", "-p", str(proj), timeout=60)
+    assert r.returncode == 1
+    assert "oom" in r.stderr and "memory" in r.stderr
+
+
+def test_network_is_off(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"])
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lo"]
+
+
+def test_no_follow_then_late_logs_replay_everything_and_outputs_come_back(running_raid, tmp_path):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["seq 1 5000", "cp -r /src/. /build/", "echo result > /build/answer.txt"],
+                       files={"input.txt": "data\n"})
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert "\n" not in job_id and job_id
+    wait_for(lambda: status(env, ada, job_id)["state"] == "succeeded", 60, what="the job to succeed")
+    late = env.rai(ada, "logs", job_id)
+    assert late.stdout.splitlines() == [str(i) for i in range(1, 5001)]
+    followed = env.rai(ada, "logs", job_id, "--follow")
+    assert followed.returncode == 0 and followed.stdout == late.stdout
+    out = tmp_path / "out"
+    got = env.rai(ada, "get", job_id, "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert (out / "answer.txt").read_text() == "result\n"
+    assert (out / "input.txt").read_text() == "data\n"
+    assert not (out / "ada.profile").exists()
+
+
+def test_submit_output_option_downloads_build(running_raid, tmp_path):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo built > /build/program.out"])
+    r = env.rai(ada, "submit", "-p", str(proj), "--output", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "program.out").read_text() == "built\n"
+
+
+def test_original_form_rai_dash_p_submits(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo original-form"])
+    r = env.rai(ada, "-p", str(proj))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "original-form"
+
+
+def test_kill_9_of_raid_mid_job_the_job_completes_after_restart(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    env.start_raid(workers=1)
+    proj = env.project(["echo started", "sleep 3", "echo finished"])
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    job_id = r.stdout.strip()
+    wait_for(lambda: status(env, ada, job_id)["state"] == "running", 30, what="the job to run")
+    env.raid.send_signal(signal.SIGKILL)
+    env.raid.wait(10)
+    env.start_raid(workers=1)
+    wait_for(lambda: status(env, ada, job_id)["state"] == "succeeded", 60, what="the job to complete after restart")
+    logs = env.rai(ada, "logs", job_id).stdout
+    assert logs.count("finished") == 1
+    client = env.backends
+    import docker
+
+    d = docker.DockerClient(base_url=env.settings["docker"]["base_url"])
+    leftovers = d.containers.list(all=True, filters={"label": f"rai.node={env.node}"})
+    assert leftovers == []
+    assert client.db.get_job(job_id).attempts == 2
+
+
+def test_forged_and_revoked_credentials_are_refused_and_nothing_runs(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo SHOULD-NOT-RUN"])
+    forged = env.tmp / "forged.profile"
+    forged.write_text(ada.read_text().replace("secret_key: ", "secret_key: x"))
+    r = env.rai(forged, "submit", "-p", str(proj))
+    assert r.returncode == 1
+    assert "SHOULD-NOT-RUN" not in r.stdout
+    assert "refused" in r.stderr and "signature" in r.stderr
+
+    unknown = env.tmp / "unknown.profile"
+    unknown.write_text(ada.read_text().replace("access_key: ", "access_key: NOPE"))
+    r = env.rai(unknown, "submit", "-p", str(proj))
+    assert r.returncode == 1 and "unknown" in r.stderr
+
+    assert env.keygen("revoke", "ada").returncode == 0
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 1
+    assert "SHOULD-NOT-RUN" not in r.stdout and "revoked" in r.stderr
+
+
+def test_revoking_refuses_a_job_already_queued(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    proj = env.project(["echo SHOULD-NOT-RUN"])
+    job_id = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    assert env.keygen("revoke", "ada").returncode == 0
+    env.start_raid()
+    r = env.rai(ada, "logs", job_id, "--follow")
+    assert "SHOULD-NOT-RUN" not in r.stdout and "revoked" in r.stderr
+    assert status(env, ada, job_id)["state"] == JobState.refused.value
+
+
+def test_invalid_spec_is_refused_before_upload(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    proj = env.project(["echo x"])
+    (proj / "rai_build.yml").write_text("rai: {image: x}\ncommands: {biuld: [make]}\n")
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 2
+    assert "commands.biuld" in r.stderr and "Traceback" not in r.stderr
+    assert not (env.tmp / "store").exists() or not any((env.tmp / "store").rglob("*.tar.zst"))
+    assert env.backends.queue.depth(env.queue).waiting == 0
+
+
+def test_cancel_a_running_job(running_raid):
+    env = running_raid
+    ada = env.account("ada")
+    proj = env.project(["echo started", "sleep 60", "echo never"])
+    follower = env.rai_popen(ada, "submit", "-p", str(proj))
+    job_id = wait_for(lambda: next((r["job_id"] for r in [_latest(env)] if r and r["state"] == "running"), None),
+                      30, what="the job to run")
+    c = env.rai(ada, "cancel", job_id)
+    assert c.returncode == 0, c.stderr
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 1
+    assert "cancelled" in err and "never" not in out
+    assert status(env, ada, job_id)["state"] == "cancelled"
+
+
+def test_someone_else_cannot_cancel_my_job(running_raid):
+    env = running_raid
+    ada, bob = env.account("ada"), env.account("bob")
+    proj = env.project(["sleep 2", "echo survived"])
+    job_id = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    wait_for(lambda: status(env, ada, job_id)["state"] == "running", 30, what="the job to run")
+    env.rai(bob, "cancel", job_id)
+    r = env.rai(ada, "logs", job_id, "--follow")
+    assert "survived" in r.stdout and r.returncode == 0
+
+
+def test_sigterm_lets_the_running_job_finish(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    env.start_raid(workers=1, grace=30)
+    proj = env.project(["sleep 2", "echo done-before-exit"])
+    job_id = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    wait_for(lambda: status(env, ada, job_id)["state"] == "running", 30, what="the job to run")
+    assert env.stop_raid(signal.SIGTERM) == 0
+    assert status(env, ada, job_id)["state"] == "succeeded"
+    assert not any(n.name == env.node for n in env.backends.live.nodes())
+
+
+def test_user_errors_are_messages_not_tracebacks(rai_env, tmp_path):
+    env = rai_env
+    r = env.run(sys.executable, "-m", "rai", "--profile", str(tmp_path / "nope"), "submit", "-p", ".")
+    assert r.returncode == 2 and "no profile" in r.stderr and "Traceback" not in r.stderr
+    ada = env.account("ada")
+    r = env.rai(ada, "status", "20990101000000-000000000000")
+    assert r.returncode == 4 and "no job" in r.stderr and "Traceback" not in r.stderr
+    bad = subprocess.run([sys.executable, "-m", "rai", "--config", str(tmp_path / "missing.yml"), "version"],
+                         capture_output=True, text=True)
+    assert "Traceback" not in bad.stderr
+
+
+def _latest(env):
+    jobs = env.backends.db.list_jobs(limit=1)
+    return jobs[0].model_dump(mode="json") if jobs else None
