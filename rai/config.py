@@ -60,7 +60,9 @@ class BrokerConfig(Section):
     endpoint_url: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    dead_letter_queue: str | None = None
+    dead_letter_queue: str | None = None  # SQS: one dead-letter queue for all; default <queue>_dead per queue
+    queue_prefix: str = "rai_"  # SQS: the queues raid, the console and upload credentials may use
+    create_queues: bool = True  # SQS: raid creates a missing queue (and its dead-letter queue) at first use
 
     _dur = field_validator("visibility_timeout", mode="before")(lambda v: parse_duration(v))
 
@@ -78,8 +80,16 @@ class StoreConfig(Section):
     secret_access_key: str | None = None
     url_expiry: float = 7 * 86400
     upload_credentials: float = 15 * 60  # STS lifetime for client uploads
+    upload_role_arn: str | None = None  # S3: the role raid assumes to vend clients' upload credentials
+    client_credentials: Literal["vended", "static"] = "vended"  # S3: how `rai` gets AWS credentials
+    vend_timeout: float = 15.0  # S3: how long `rai` waits for a raid node to vend credentials
+    uploads_retention: float = 30 * 86400  # S3 lifecycle: uploads/ deleted after this (rai-aws setup)
+    outputs_retention: float = 90 * 86400  # S3 lifecycle: outputs/ deleted after this (rai-aws setup)
+    multipart_chunk: int = 8 * 1024**2  # S3: part size of multipart uploads
 
-    _dur = field_validator("url_expiry", "upload_credentials", mode="before")(lambda v: parse_duration(v))
+    _dur = field_validator("url_expiry", "upload_credentials", "vend_timeout", "uploads_retention",
+                           "outputs_retention", mode="before")(lambda v: parse_duration(v))
+    _size = field_validator("multipart_chunk", mode="before")(lambda v: parse_size(v))
 
     def local_path(self) -> Path:
         return Path(self.path).expanduser() if self.path else data_dir() / "store"
@@ -103,6 +113,7 @@ class AuthConfig(Section):
     client_secret: str | None = None
     token: str | None = None
     connection: str = "Username-Password-Authentication"
+    audience: str | None = None  # Management API audience, default https://<domain>/api/v2/
 
 
 class EmailConfig(Section):
