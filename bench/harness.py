@@ -1,0 +1,113 @@
+"""A throwaway rai installation for benchmarks: private redis-server, temp config, an account, a raid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SOCKET = os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock")
+IMAGE = "localhost/rai-test:latest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Installation:
+    def __init__(self, workers: int = 2):
+        self.tmp = Path(tempfile.mkdtemp(prefix="rai-bench-"))
+        self.port = free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._wait_redis()
+        self.config_path = self.tmp / "cfg.yml"
+        self.config_path.write_text(yaml.safe_dump({
+            "pubsub": {"url": self.url, "start_local": False},
+            "broker": {"queue": "rai_bench"},
+            "store": {"path": str(self.tmp / "store")},
+            "database": {"path": str(self.tmp / "rai.db")},
+            "docker": {"base_url": SOCKET, "image": IMAGE},
+            "raid": {"node": "bench", "heartbeat_interval": 1, "work_dir": str(self.tmp / "work")},
+        }))
+        self.env = {**os.environ, "RAI_CONFIG": str(self.config_path), "RAI_DATA_DIR": str(self.tmp / "data")}
+        self.profile = self.tmp / "bench.profile"
+        subprocess.run([sys.executable, "-c", "from keygen.cli import main; main()", "add", "--username", "bench",
+                        "--email", "bench@example.edu", "--role", "admin", "--output", str(self.profile)],
+                       env=self.env, check=True, capture_output=True)
+        self.raid = subprocess.Popen([sys.executable, "-c", "from raid.cli import main; main()", "--workers",
+                                      str(workers)], env=self.env, stdout=open(self.tmp / "raid.log", "w"),
+                                     stderr=subprocess.STDOUT)
+        from rai.backends import Backends
+        from rai.config import load_config
+
+        self.backends = Backends(load_config(self.config_path))
+        deadline = time.monotonic() + 30
+        while not any(n.heartbeat for n in self.backends.live.nodes()):
+            if time.monotonic() > deadline or self.raid.poll() is not None:
+                raise SystemExit("raid did not start:\n" + (self.tmp / "raid.log").read_text()[-2000:])
+            time.sleep(0.1)
+
+    def _wait_redis(self) -> None:
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def client(self):
+        from rai.client import Client
+        from rai.profile import load_profile
+
+        return Client(self.backends, load_profile(self.profile))
+
+    def project(self, commands: list[str], name: str = "proj") -> Path:
+        d = self.tmp / name
+        d.mkdir(exist_ok=True)
+        (d / "rai_build.yml").write_text(yaml.safe_dump({"rai": {"image": IMAGE}, "commands": {"build": commands}}))
+        (d / "README").write_text("bench\n")
+        return d
+
+    def close(self) -> None:
+        self.raid.send_signal(signal.SIGTERM)
+        try:
+            self.raid.wait(30)
+        except subprocess.TimeoutExpired:
+            self.raid.kill()
+        self.redis.terminate()
+        self.redis.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def docker_client():
+    import docker
+
+    return docker.DockerClient(base_url=SOCKET)
+
+
+def ulimits():
+    import docker
+
+    return [docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+            docker.types.Ulimit(name="nproc", soft=4096, hard=4096)]

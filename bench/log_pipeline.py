@@ -1,0 +1,85 @@
+"""Log pipeline throughput: lines/s end to end (container → raid → Redis → client) against the same
+container's output read straight from the engine, in one run, and their ratio.
+
+    python bench/log_pipeline.py [--lines 2000000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import time
+
+from harness import IMAGE, Installation, docker_client, ulimits
+
+from rai.models import LogKind
+
+
+def direct(lines: int) -> float:
+    """Seconds to run `seq 1 N` and read all of it through an attach made before start."""
+    client = docker_client()
+    t0 = time.perf_counter()
+    c = client.containers.create(IMAGE, ["sh", "-c", f"seq 1 {lines}"], network_mode="none", ulimits=ulimits())
+    sock = c.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})._sock
+    c.start()
+    buf, newlines = b"", 0
+    while True:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 8:
+            size = struct.unpack(">I", buf[4:8])[0]
+            if len(buf) < 8 + size:
+                break
+            newlines += buf[8:8 + size].count(b"\n")
+            buf = buf[8 + size:]
+    elapsed = time.perf_counter() - t0
+    c.remove(force=True)
+    assert newlines == lines, f"engine gave {newlines} lines of {lines}"
+    return elapsed
+
+
+def through_rai(inst: Installation, lines: int) -> float:
+    """Seconds from submit to the last line and the end entry received by the client."""
+    client = inst.client()
+    proj = inst.project([f"seq 1 {lines}"])
+    t0 = time.perf_counter()
+    sub = client.submit(proj)
+    newlines = 0
+    end = None
+    for entry in client.follow(sub.job_id):
+        if entry.kind == LogKind.stdout:
+            newlines += entry.body.count("\n")
+        elif entry.kind == LogKind.end:
+            end = entry.end
+    elapsed = time.perf_counter() - t0
+    assert end is not None and end.state.value == "succeeded", end
+    assert newlines == lines, f"client got {newlines} lines of {lines}"
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    inst = Installation(workers=1)
+    try:
+        direct(1000)
+        through_rai(inst, 1000)  # warm up both paths
+        d = [direct(args.lines) for _ in range(args.runs)]
+        r = [through_rai(inst, args.lines) for _ in range(args.runs)]
+    finally:
+        inst.close()
+    d_rate = args.lines / statistics.median(d)
+    r_rate = args.lines / statistics.median(r)
+    print(f"lines per run: {args.lines:,}  runs: {args.runs} (median)")
+    print(f"engine direct (attach, demux):              {d_rate:12,.0f} lines/s  ({statistics.median(d):.2f}s)")
+    print(f"end to end (container→raid→Redis→client):   {r_rate:12,.0f} lines/s  ({statistics.median(r):.2f}s)")
+    print(f"ratio end-to-end / direct:                  {r_rate / d_rate:12.2f}")
+
+
+if __name__ == "__main__":
+    main()
