@@ -26,6 +26,7 @@ class QueueDepth:
     waiting: int  # enqueued, not yet claimed
     running: int  # claimed, not yet acked
     oldest_waiting_age: float | None  # seconds the oldest waiting job has waited
+    dead_lettered: int = 0  # jobs given up after too many attempts, kept for a look (SQS dead-letter queue)
 
 
 class JobQueue(Protocol):
