@@ -78,7 +78,7 @@ class Backends:
             return MailgunMailer(cfg)
         from rai.backends.outbox_mail import OutboxMailer
 
-        return OutboxMailer(cfg.outbox_path())
+        return OutboxMailer(cfg.outbox_path(), sender=cfg.sender)
 
     @cached_property
     def live(self):
