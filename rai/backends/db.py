@@ -126,8 +126,7 @@ class SQLiteDatabase:
                  account.to_json()),
             )
         except sqlite3.IntegrityError as e:
-            field = str(e).rsplit(".", 1)[-1]
-            raise UserError(f"an account with this {field.replace('_', ' ')} already exists") from None
+            raise _taken(e) from None
 
     def get_account(self, username=None, access_key=None, email=None) -> Account | None:
         if username is not None:
@@ -141,11 +140,14 @@ class SQLiteDatabase:
         return Account.from_json(row[0]) if row else None
 
     def update_account(self, account: Account) -> None:
-        self._conn().execute(
-            "UPDATE accounts SET access_key=?, email=?, role=?, team=?, data=? WHERE username=?",
-            (account.access_key, account.email.lower(), account.role, account.team, account.to_json(),
-             account.username),
-        )
+        try:
+            self._conn().execute(
+                "UPDATE accounts SET access_key=?, email=?, role=?, team=?, data=? WHERE username=?",
+                (account.access_key, account.email.lower(), account.role, account.team, account.to_json(),
+                 account.username),
+            )
+        except sqlite3.IntegrityError as e:
+            raise _taken(e) from None
 
     def delete_account(self, username: str) -> None:
         self._conn().execute("DELETE FROM accounts WHERE username=?", (username,))
@@ -201,3 +203,8 @@ class SQLiteDatabase:
                 "SELECT data FROM rankings WHERE project=? AND kind=?", (project, kind)
             ).fetchall()
         return [RankingEntry.from_json(r[0]) for r in rows]
+
+
+def _taken(e: sqlite3.IntegrityError) -> UserError:
+    field = str(e).rsplit(".", 1)[-1]  # "UNIQUE constraint failed: accounts.access_key"
+    return UserError(f"an account with this {field.replace('_', ' ')} already exists")
