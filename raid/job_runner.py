@@ -31,6 +31,10 @@ class HandBack(Exception):
     """The node is shutting down: give the job back to the queue instead of ending it."""
 
 
+class GiveUp(UserError):
+    """Delivered too many times: end the job and move it to the dead-letter queue (where the queue has one)."""
+
+
 class JobRunner:
     """Runs claimed jobs on this node; one instance shared by every worker slot."""
 
@@ -66,12 +70,15 @@ class JobRunner:
         )
         spec: JobSpec | None = None
         started = time.monotonic()
-        handed_back = False
+        handed_back = gave_up = False
         try:
             spec, end = self._run(req, record, claimed, writer)
         except HandBack:
             handed_back = True
             end = None
+        except GiveUp as e:
+            gave_up = True
+            end = JobEnd(state=JobState.error, message=e.message)
         except Refused as e:
             end = JobEnd(state=JobState.refused, message=str(e))
         except UserError as e:
@@ -91,7 +98,11 @@ class JobRunner:
         if not end.duration:
             end.duration = round(time.monotonic() - started, 3)
         self._finish(req, record, end, writer, spec)
-        self.b.queue.ack(claimed)
+        dead_letter = getattr(self.b.queue, "dead_letter", None)
+        if gave_up and dead_letter is not None:
+            dead_letter(claimed, end.message)  # kept with its reason for the post-mortem, never delivered again
+        else:
+            self.b.queue.ack(claimed)
 
     def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event) -> None:
         interval = max(0.2, self.cfg.broker.visibility_timeout / 3)
@@ -123,9 +134,11 @@ class JobRunner:
     def _run(self, req: JobRequest, record: JobRecord, claimed: ClaimedJob, writer: LogWriter):
         max_attempts = self.cfg.broker.max_attempts
         if claimed.attempts > max_attempts:
-            raise UserError(
-                f"gave up after {max_attempts} attempts: the node running this job stopped each time "
-                "(ask your course staff)"
+            last = self.b.live.get_job(req.job_id)
+            where = f" (last on node {last.node})" if last is not None and last.node else ""
+            raise GiveUp(
+                f"dead-lettered: gave up after {max_attempts} attempts, the node running this job stopped "
+                f"each time{where}; ask your course staff"
             )
         if claimed.attempts > 1:
             writer.status(f"attempt {claimed.attempts} of {max_attempts} (the previous node stopped)")
