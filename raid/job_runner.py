@@ -22,9 +22,11 @@ from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size
 from raid.executor import Executor, RunSpec
-from raid.verify import Refused, role_limits, verify_request
+from raid.verify import MustWait, Refused, check_jobs_at_once, role_limits, verify_request
 
 log = logging.getLogger("raid.job")
+
+WAIT_RECHECK = 2.0  # seconds between two looks at the same waiting job on one node
 
 
 class HandBack(Exception):
@@ -46,6 +48,8 @@ class JobRunner:
         self.node = node
         self.stopping_hard = stopping  # set when running jobs must be handed back now
         self.on_result = on_result
+        self._starting = threading.Lock()  # count-then-mark-running for jobs_at_once, one slot at a time
+        self._waiting: dict[str, float] = {}  # job id -> when this node last sent it back to wait its turn
 
     def run(self, claimed: ClaimedJob, consumer: str) -> None:
         try:
@@ -76,6 +80,10 @@ class JobRunner:
         except HandBack:
             handed_back = True
             end = None
+        except MustWait as e:
+            stop_keepalive.set()
+            self._wait_turn(req, record, claimed, writer, str(e))
+            return
         except GiveUp as e:
             gave_up = True
             end = JobEnd(state=JobState.error, message=e.message)
@@ -95,6 +103,7 @@ class JobRunner:
             self._save(record)
             self.b.queue.release(claimed)
             return
+        self._waiting.pop(req.job_id, None)
         if not end.duration:
             end.duration = round(time.monotonic() - started, 3)
         self._finish(req, record, end, writer, spec)
@@ -103,6 +112,28 @@ class JobRunner:
             dead_letter(claimed, end.message)  # kept with its reason for the post-mortem, never delivered again
         else:
             self.b.queue.ack(claimed)
+
+    def _wait_turn(self, req: JobRequest, record: JobRecord, claimed: ClaimedJob, writer: LogWriter,
+                   reason: str) -> None:
+        """Over the role's jobs_at_once: a fresh copy goes to the back of the queue (waiting costs no
+        delivery attempt and frees this slot for others' jobs), then the held message is acked."""
+        if req.job_id not in self._waiting:
+            writer.status(reason)
+        writer.close()
+        self._waiting[req.job_id] = time.monotonic()
+        record.state = JobState.queued
+        record.message = reason
+        self._save(record)
+        # Enqueue before the ack: a crash between leaves a duplicate (dropped once the job ends), never a lost job.
+        self.b.queue.enqueue(claimed.queue, claimed.body)
+        self.b.queue.ack(claimed)
+
+    def _check_jobs_at_once(self, account, req: JobRequest) -> None:
+        last = self._waiting.get(req.job_id)
+        if last is not None:  # back at once: the queue holds little else, so don't spin on it
+            self.stopping_hard.wait(max(0.0, WAIT_RECHECK - (time.monotonic() - last)))
+        running = self.b.db.list_jobs(limit=1000, username=account.username, state=JobState.running.value)
+        check_jobs_at_once(self.cfg, account, sum(r.job_id != req.job_id for r in running))
 
     def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event) -> None:
         interval = max(0.2, self.cfg.broker.visibility_timeout / 3)
@@ -154,10 +185,12 @@ class JobRunner:
             raise HandBack()
         if reason:
             return spec, JobEnd(state=JobState.cancelled, message=f"{reason} before it started")
-        record.state = JobState.running
-        record.started_at = utcnow()
-        record.team = account.team
-        self._save(record)
+        with self._starting:
+            self._check_jobs_at_once(account, req)
+            record.state = JobState.running
+            record.started_at = utcnow()
+            record.team = account.team
+            self._save(record)
         writer.status(f"running on {self.node} (image {spec.rai.image}, time limit {format_duration(limits.time)}, "
                       f"memory {format_size(limits.memory)})")
         with tempfile.TemporaryDirectory(prefix=f"rai-{req.job_id}-", dir=self._work_dir()) as tmp:

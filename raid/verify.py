@@ -15,6 +15,10 @@ class Refused(Exception):
     """The job must not run; the message goes to the submitter as it is."""
 
 
+class MustWait(Exception):
+    """The job may run, but not now: it goes back to the queue; the message tells the submitter why."""
+
+
 @dataclass
 class Limits:
     time: float
@@ -59,3 +63,14 @@ def role_limits(config: Config, account: Account, spec: JobSpec, queue: str) -> 
     time = min(x for x in (spec.resources.limits.time, role.time_limit, server.time_limit) if x is not None)
     memory = min(x for x in (spec.resources.limits.memory, role.memory_limit, server.memory_limit) if x is not None)
     return Limits(time=time, memory=memory, network=spec.network, gpus=spec.gpus)
+
+
+def check_jobs_at_once(config: Config, account: Account, running: int) -> None:
+    """Raise MustWait when the user already runs as many jobs as the role allows at once."""
+    role = config.roles.get(account.role)
+    limit = role.jobs_at_once if role else None
+    if limit is not None and running >= limit:
+        raise MustWait(
+            f"waiting: {running} of your jobs are running and role {account.role} runs at most {limit} at once; "
+            "this job goes back to the queue and starts when one of them ends"
+        )
