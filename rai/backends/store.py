@@ -51,7 +51,7 @@ class LocalStore:
             raise UserError(f"cannot create the store folder {self.root}: {e.strerror}") from None
 
     def _path(self, key: str) -> Path:
-        if key.startswith("/") or ".." in Path(key).parts:
+        if not key or key.startswith("/") or ".." in Path(key).parts:
             raise UserError(f"invalid object key {key!r}")
         return self.root / key
 
