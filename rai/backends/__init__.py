@@ -64,7 +64,7 @@ class Backends:
         if cfg.provider == "auth0":
             from rai.backends.auth0_accounts import Auth0Accounts
 
-            return Auth0Accounts(cfg)
+            return Auth0Accounts(cfg, app_secret=self.config.app_secret())
         from rai.backends.auth import DatabaseAccounts
 
         return DatabaseAccounts(self.db)
