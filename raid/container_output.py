@@ -1,0 +1,233 @@
+"""What goes into and comes out of a job's container: /src, the live stdout/stderr stream, /build.
+
+`OutputDemux` splits the engine's multiplexed attach stream (8-byte frame headers) into stdout and
+stderr and pulls the job script's marker lines (`<token> step N`, `<token> end N RC OOM` on stdout,
+`<token> eof` on stderr) out of the streams, so the token never reaches the user.
+`copy_build_archive` writes the engine's tar stream of /build to a plain tar file, keeping whole
+members only, up to a size limit. `TarUpload` hands a tar file to put_archive without its trailing
+zero padding.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+STDOUT, STDERR = "stdout", "stderr"
+_HEADER = 8
+_MAX_PENDING = 4096  # a "marker" this long without a newline is not ours: let it through
+
+
+class OutputDemux:
+    """Feed it raw bytes from the attach socket; it calls `output(kind, data)` and `marker(kind, words)`.
+
+    Work per frame is a header decode and one `bytes.find` of the token; consecutive frames of the
+    same stream in one `feed` are handed on as one piece. A marker may start anywhere in a frame (after
+    output without a newline) and may be split across frames: a tail that could be the start of one is
+    held back until the next frame of that stream.
+    """
+
+    def __init__(self, token: bytes, output: Callable[[str, bytes], None],
+                 marker: Callable[[str, list[str]], None]):
+        if not token or token[:1] in token[1:]:
+            raise ValueError("the token's first byte must not occur again in it")
+        self._token = token
+        self._output = output
+        self._marker = marker
+        self._buf = bytearray()
+        self._pending = {STDOUT: b"", STDERR: b""}  # bytes held back: a marker not complete yet
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        n = len(buf)
+        off = 0
+        kind = STDOUT
+        parts: list[bytes] = []
+        mv = memoryview(buf)
+        try:
+            while n - off >= _HEADER:
+                size = int.from_bytes(mv[off + 4:off + 8], "big")
+                end = off + _HEADER + size
+                if end > n:
+                    break
+                k = STDERR if buf[off] == 2 else STDOUT
+                if k != kind and parts:
+                    self._scan(kind, parts[0] if len(parts) == 1 else b"".join(parts))
+                    parts = []
+                kind = k
+                parts.append(bytes(mv[off + _HEADER:end]))
+                off = end
+        finally:
+            mv.release()
+        if parts:
+            self._scan(kind, parts[0] if len(parts) == 1 else b"".join(parts))
+        if off:
+            del buf[:off]
+
+    def flush(self) -> None:
+        """At the end of the stream: whatever was held back is the user's output after all."""
+        for kind, data in self._pending.items():
+            if data:
+                self._pending[kind] = b""
+                if self._token not in data:
+                    self._output(kind, data)
+
+    def _scan(self, kind: str, data: bytes) -> None:
+        tok = self._token
+        held = self._pending[kind]
+        if held:
+            data = held + data
+            self._pending[kind] = b""
+        start = 0
+        i = data.find(tok)
+        while i >= 0:
+            if i > start:
+                self._output(kind, data[start:i])
+            j = data.find(b"\n", i)
+            if j < 0:
+                if len(data) - i > _MAX_PENDING:  # not a marker of ours: pass it on
+                    self._output(kind, data[i:])
+                else:
+                    self._pending[kind] = data[i:]
+                return
+            self._marker(kind, data[i + len(tok):j].decode("ascii", "replace").split())
+            start = j + 1
+            i = data.find(tok, start)
+        # hold back a tail that may be the start of a marker split across frames
+        p = data.rfind(tok[:1], max(start, len(data) - len(tok) + 1))
+        if p >= 0 and tok.startswith(data[p:]):
+            if p > start:
+                self._output(kind, data[start:p])
+            self._pending[kind] = data[p:]
+        elif start < len(data):
+            self._output(kind, data[start:] if start else data)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks (the engine's archive stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._it: Iterator[bytes] = iter(chunks)
+        self._chunk = b""
+        self._pos = 0
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while self._pos >= len(self._chunk):
+            try:
+                self._chunk = next(self._it)
+            except StopIteration:
+                return 0
+            self._pos = 0
+        n = min(len(b), len(self._chunk) - self._pos)
+        b[:n] = self._chunk[self._pos:self._pos + n]
+        self._pos += n
+        self.consumed += n
+        return n
+
+
+class ArchiveCopy:
+    """The outcome of `copy_build_archive`."""
+
+    def __init__(self, members: int, size: int, truncated: bool):
+        self.members = members
+        self.size = size
+        self.truncated = truncated
+
+
+def _blocks(size: int, unit: int = 512) -> int:
+    return (size + unit - 1) // unit * unit
+
+
+def copy_build_archive(chunks: Iterable[bytes], dest: Path, limit: int) -> ArchiveCopy:
+    """Copy a tar stream to `dest` as a plain tar of at most `limit` bytes, whole members only.
+
+    A member that does not fit is left out (and `truncated` set) but smaller ones after it are still
+    kept; reading stops once the stream has given four times the limit (plus 64 MiB) so that a huge
+    /build is not read to its end for nothing. Raises tarfile.ReadError on an empty or broken stream.
+    """
+    reader = _ChunkReader(chunks)
+    try:
+        return _copy(reader, dest, limit)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _copy(reader: _ChunkReader, dest: Path, limit: int) -> ArchiveCopy:
+    stop_after = 4 * limit + (64 << 20)
+    members = 0
+    truncated = False
+    with io.BufferedReader(reader, 1 << 20) as src, \
+            tarfile.open(fileobj=src, mode="r|") as tin, \
+            tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20) as tout:
+        for m in tin:
+            need = 512 + (_blocks(m.size) if m.isreg() else 0) + (1024 if m.pax_headers else 0)
+            if _blocks(tout.offset + need + 1024, tarfile.RECORDSIZE) > limit:
+                truncated = True
+                if reader.consumed > stop_after:
+                    break
+                continue
+            if m.isreg():
+                tout.addfile(m, tin.extractfile(m))
+            else:
+                tout.addfile(m)
+            members += 1
+    return ArchiveCopy(members, dest.stat().st_size, truncated)
+
+
+def tar_data_end(path: Path) -> int:
+    """The length of the tar at `path` up to and including its end-of-archive marker (two zero blocks).
+
+    Raises tarfile.ReadError when it is not a tar.
+    """
+    with tarfile.open(path, mode="r:") as t:
+        for _ in t:
+            pass
+        return t.offset + 1024
+
+
+class TarUpload(io.RawIOBase):
+    """A tar file cut after its end-of-archive marker, for put_archive.
+
+    Podman's extractor stops reading at the marker and exits; when the rest of the record padding
+    is still being written the upload fails with "broken pipe" (seen with empty archives), so the
+    padding is never sent. `len()` gives the request its Content-Length.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._length = tar_data_end(path)
+        self._left = self._length
+        self._f = open(path, "rb")  # noqa: SIM115 - closed with this object
+
+    def __len__(self) -> int:
+        return self._length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._left <= 0:
+            return 0
+        n = self._f.readinto(memoryview(b)[:min(len(b), self._left)])
+        self._left -= n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._left
+        data = self._f.read(min(size, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()

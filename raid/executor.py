@@ -1,0 +1,404 @@
+"""Runs one job in one container: upload /src, run the commands, stream output, copy /build back.
+
+The container runs a small shell script (raid/job_script.py) that runs each command with
+`/bin/sh -c` in /build and stops at the first failure. It tells us which command runs and how the
+job ended through marker lines that carry a per-job random token; `OutputDemux` takes them out of
+the stream, so the user sees only their own output. After its end markers the script sleeps: /build
+is copied while the container still runs (Podman unmounts a container's root file system while it
+exits, so a copy taken then can come back empty), and then the container is removed. On a time
+limit or a cancel the container is paused (frozen) instead, and /build copied the same way.
+
+Engine problems (the socket does not answer, the API fails) raise; anything the job itself causes
+(an image that cannot be pulled or cannot start /bin/sh, a failing command, a limit) comes back as
+a `RunResult`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import secrets
+import select
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+import docker.types
+import requests
+
+from rai.config import DockerConfig
+from rai.errors import ServiceUnavailable, UserError
+from rai.models import JobState
+from raid.container_output import OutputDemux, TarUpload, copy_build_archive
+from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL = 0.2  # seconds between should_cancel() calls
+RECV_SIZE = 256 * 1024
+DRAIN_TIMEOUT = 2.0  # at most this long reading what a stopped job had written
+DRAIN_QUIET = 0.1  # ... or until the stream is quiet this long
+EOF_MARKER_WAIT = 2.0  # after the end marker on stdout, wait at most this long for the one on stderr
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
+SOCKETS = ["unix:///run/podman/podman.sock", "unix:///var/run/docker.sock"]
+
+
+class ImageNotFound(UserError):
+    """The job's image is not on the node and cannot be pulled."""
+
+
+@dataclass
+class RunSpec:
+    job_id: str
+    image: str
+    commands: list[str]  # each run through /bin/sh -c in /build, in order, stopping at the first failure
+    env: dict[str, str]  # extra environment; CI, RAI, RAI_SOURCE_DIR, RAI_BUILD_DIR, RAI_JOB_ID always set
+    source_tar: Path  # a plain tar of the project, extracted into /src before start
+    network: bool = False
+    memory_limit: int | None = None  # bytes, no swap
+    pids_limit: int | None = 4096
+    time_limit: float = 3600.0  # seconds of wall clock from the start
+    gpus: int = 0
+    labels: dict[str, str] = field(default_factory=dict)  # rai.job=<job_id> is added
+    output_limit: int = 1 << 30  # bytes of /build archive kept
+    nofile: int = 1024
+    nproc: int = 4096
+
+
+@dataclass
+class RunResult:
+    state: JobState  # succeeded | failed | timeout | oom | cancelled | error
+    exit_code: int | None
+    duration: float  # seconds the commands ran
+    message: str  # one line a student understands
+    failed_command: int | None = None  # 1-based
+    output_truncated: bool = False
+
+
+class OutputSink(Protocol):
+    def output(self, kind: str, data: bytes) -> None: ...  # "stdout" / "stderr", raw bytes in order
+
+    def status(self, text: str) -> None: ...  # "$ make", "pulling image ..."
+
+
+def _dirs_tar() -> bytes:
+    """A tar of the empty /src and /build folders, uploaded before the project (no record padding)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, mode in (("src", 0o755), ("build", 0o777)):
+            ti = tarfile.TarInfo(name)
+            ti.type = tarfile.DIRTYPE
+            ti.mode = mode
+            ti.mtime = int(time.time())
+            t.addfile(ti)
+        end = t.offset + 1024  # the two zero blocks that end the archive
+    return buf.getvalue()[:end]
+
+
+class Executor:
+    def __init__(self, client: docker.DockerClient, gpu_driver: str = "nvidia"):
+        self.client = client
+        self.gpu_driver = gpu_driver
+
+    # --- engine -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg: DockerConfig) -> Executor:
+        """Connect to base_url, else DOCKER_HOST, else the first of the usual sockets that answers."""
+        if cfg.base_url:
+            candidates = [cfg.base_url]
+        elif os.environ.get("DOCKER_HOST"):
+            candidates = ["env"]
+        else:
+            candidates = list(SOCKETS)
+            xdg = os.environ.get("XDG_RUNTIME_DIR")
+            if xdg:
+                candidates.append(f"unix://{xdg}/podman/podman.sock")
+        tried = []
+        for url in candidates:
+            shown = os.environ.get("DOCKER_HOST", "") if url == "env" else url
+            if url.startswith("unix://") and not Path(url[len("unix://"):]).exists():
+                tried.append(f"{shown} (no such socket)")
+                continue
+            try:
+                client = docker.from_env(timeout=120) if url == "env" else docker.DockerClient(
+                    base_url=url, timeout=120)
+                client.ping()
+            except Exception as e:  # noqa: BLE001 - any failure means "does not answer"
+                tried.append(f"{shown} ({type(e).__name__})")
+                continue
+            return cls(client, gpu_driver=cfg.gpu_driver)
+        raise ServiceUnavailable(
+            "no container engine answers: tried " + ", ".join(tried),
+            hint="start Docker, or Podman's API socket (podman system service --time=0 "
+                 "unix:///run/podman/podman.sock &), or set docker.base_url in the config",
+        )
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:  # noqa: BLE001
+            return False
+
+    def ensure_image(self, image: str, sink: OutputSink) -> None:
+        """Pull `image` when the node lacks it; ImageNotFound when it cannot be had."""
+        try:
+            self.client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 404:
+                raise
+        sink.status(f"pulling image {image}")
+        started = time.monotonic()
+        try:
+            for event in self.client.api.pull(image, stream=True, decode=True):
+                if isinstance(event, dict) and event.get("error"):
+                    raise docker.errors.APIError(event["error"])
+            self.client.images.get(image)
+        except (docker.errors.APIError, docker.errors.ImageNotFound) as e:
+            reason = getattr(e, "explanation", None) or str(e)
+            raise ImageNotFound(
+                f"image {image} not found",
+                hint=f"the node could not pull it ({short(str(reason), 200)}); check rai.image in rai_build.yml",
+            ) from None
+        sink.status(f"pulled image {image} in {duration_text(round(time.monotonic() - started))}")
+
+    def remove_leftovers(self, labels: dict[str, str]) -> int:
+        """Remove every container (any state) carrying all of `labels`; returns how many."""
+        if not labels:
+            raise ValueError("remove_leftovers needs at least one label")
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        removed = 0
+        for c in self.client.containers.list(all=True, filters=filters):
+            if any(c.labels.get(k) != v for k, v in labels.items()):
+                continue
+            try:
+                c.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        return removed
+
+    # --- a job --------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
+            build_archive: Path) -> RunResult:
+        """Run the job to its end; the container is removed before this returns, also on exceptions.
+
+        `should_cancel` is polled every 0.2 s; a reason it returns ends the job as cancelled with that
+        reason as the message. /build is written to `build_archive` as a plain tar (left absent when
+        it cannot be copied). Raises ServiceUnavailable when the engine stops answering.
+        """
+        try:
+            return self._run(spec, sink, should_cancel, build_archive)
+        except requests.exceptions.ConnectionError as e:
+            raise ServiceUnavailable(f"the container engine stopped answering: {e}",
+                                     hint="check that Docker or Podman's API socket is running") from e
+
+    def _run(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
+             build_archive: Path) -> RunResult:
+        token_hex = secrets.token_hex(16)
+        try:
+            self.ensure_image(spec.image, sink)
+        except ImageNotFound as e:
+            return RunResult(JobState.error, None, 0.0, e.message)
+        try:
+            upload = TarUpload(spec.source_tar)
+        except (OSError, tarfile.TarError) as e:
+            return RunResult(JobState.error, None, 0.0, f"the project archive cannot be read: {e}")
+        sock = None
+        try:
+            container = self._create(spec, token_hex)
+        except BaseException:
+            upload.close()
+            raise
+        try:
+            container.put_archive("/", _dirs_tar())
+            with upload:
+                container.put_archive("/src", upload)
+            sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
+            try:
+                container.start()
+            except docker.errors.APIError as e:
+                return RunResult(JobState.error, None, 0.0,
+                                 f"the container did not start: {short(str(e.explanation or e), 200)}")
+            return self._follow(spec, sink, should_cancel, build_archive, container, sock, token_hex)
+        finally:
+            upload.close()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception:  # noqa: BLE001 - never hide the job's result behind a cleanup failure
+                log.exception("removing container %s of job %s failed", container.id[:12], spec.job_id)
+
+    def _create(self, spec: RunSpec, token_hex: str):
+        env = dict(spec.env)
+        env.update({"CI": "rai", "RAI": "true", "RAI_SOURCE_DIR": "/src", "RAI_BUILD_DIR": "/build",
+                    "RAI_JOB_ID": spec.job_id})
+        kwargs: dict = dict(
+            entrypoint=["/bin/sh"],
+            command=["-c", job_script(spec.commands, token_hex)],
+            name=f"rai-{spec.job_id}-{token_hex[:6]}",
+            environment=env,
+            labels={**spec.labels, "rai.job": spec.job_id},
+            working_dir="/build",
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            cap_add=list(CAPABILITIES),
+            ulimits=[docker.types.Ulimit(name="nofile", soft=spec.nofile, hard=spec.nofile),
+                     docker.types.Ulimit(name="nproc", soft=spec.nproc, hard=spec.nproc)],
+            auto_remove=False,
+            stdin_open=False,
+            tty=False,
+        )
+        if not spec.network:
+            kwargs["network_mode"] = "none"
+        if spec.pids_limit:
+            kwargs["pids_limit"] = spec.pids_limit
+        if spec.memory_limit:
+            kwargs["mem_limit"] = spec.memory_limit
+            kwargs["memswap_limit"] = spec.memory_limit
+        if spec.gpus > 0:
+            kwargs["device_requests"] = [docker.types.DeviceRequest(
+                count=spec.gpus, capabilities=[["gpu"]], driver=self.gpu_driver)]
+        return self.client.containers.create(spec.image, **kwargs)
+
+    def _follow(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
+                build_archive: Path, container, sock, token_hex: str) -> RunResult:
+        job = JobMarkers(spec.job_id, spec.commands, sink.status)
+        demux = OutputDemux(marker_token(token_hex), sink.output, job.marker)
+        raw = getattr(sock, "_sock", sock)
+        started = time.monotonic()
+        deadline = started + spec.time_limit
+        next_poll = started
+        stop: str | None = None  # "timeout" or the cancel reason
+        cancel_check_failed = False
+        while not job.done:
+            now = time.monotonic()
+            if job.ended:
+                if now - job.ended_at > EOF_MARKER_WAIT:
+                    break
+            elif now >= deadline:
+                stop = "timeout"
+                break
+            elif now >= next_poll:
+                next_poll = now + CANCEL_POLL
+                try:
+                    reason = should_cancel()
+                except Exception:  # noqa: BLE001 - a broken check must not end the job
+                    reason = None
+                    if not cancel_check_failed:
+                        log.exception("job %s: checking for a cancel failed", spec.job_id)
+                    cancel_check_failed = True
+                if reason:
+                    stop = reason
+                    break
+            pending = getattr(raw, "pending", None)
+            if not (pending and pending()):
+                wake = job.ended_at + EOF_MARKER_WAIT if job.ended else min(next_poll, deadline)
+                ready, _, _ = select.select([raw], [], [], max(0.0, wake - now))
+                if not ready:
+                    continue
+            data = raw.recv(RECV_SIZE)
+            if not data:
+                break
+            demux.feed(data)
+        duration = (job.ended_at if job.ended else time.monotonic()) - started
+
+        if job.ended:  # the script holds the container: copy /build while it runs, then remove it
+            demux.flush()
+            truncated = self._copy_build(container, build_archive, spec, sink, alive=True)
+            state, message = job.outcome(spec.memory_limit)
+            return RunResult(state, job.rc, duration, message, job.failed, truncated)
+
+        if stop is not None:  # freeze the job, take what it wrote, copy /build, then remove it
+            try:
+                container.pause()
+            except docker.errors.APIError as e:
+                log.warning("job %s: pausing the container failed: %s", spec.job_id, e)
+            self._drain(raw, demux)
+            truncated = self._copy_build(container, build_archive, spec, sink, alive=True)
+            if stop == "timeout":
+                return RunResult(JobState.timeout, None, duration,
+                                 f"time limit of {duration_text(spec.time_limit)} reached", None, truncated)
+            return RunResult(JobState.cancelled, None, duration, stop, None, truncated)
+
+        # the script itself ended without its end marker (killed: by the OOM killer or from outside)
+        demux.flush()
+        try:
+            container.reload()
+            exit_code = container.attrs["State"].get("ExitCode")
+        except docker.errors.APIError:
+            exit_code = None
+        truncated = self._copy_build(container, build_archive, spec, sink, alive=False)
+        if exit_code == 137 and spec.memory_limit:
+            return RunResult(JobState.oom, exit_code, duration,
+                             f"out of memory: the job's limit is {size_text(spec.memory_limit)}", None, truncated)
+        return RunResult(JobState.error, exit_code, duration,
+                         f"the job's shell ended unexpectedly (exit code {exit_code})", None, truncated)
+
+    @staticmethod
+    def _drain(raw, demux: OutputDemux) -> None:
+        """Read what the (paused) job had written until the stream goes quiet or ends."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([raw], [], [], DRAIN_QUIET)
+                if not ready:
+                    break
+                data = raw.recv(RECV_SIZE)
+                if not data:
+                    break
+                demux.feed(data)
+        except OSError:
+            pass
+        demux.flush()
+
+    def _copy_build(self, container, dest: Path, spec: RunSpec, sink: OutputSink, alive: bool) -> bool:
+        """Write /build to `dest`; returns whether it was truncated. Leaves no file when it fails.
+
+        A copy taken while an exited container is still being torn down may fail or come back
+        empty (Podman), so an exited container is waited for first and failures are retried.
+        """
+        waited = False
+        error = ""
+        for attempt in range(6):
+            if not alive and not waited:
+                waited = True
+                try:
+                    container.wait(timeout=10)
+                except Exception:  # noqa: BLE001 - best effort: the copy is retried anyway
+                    pass
+            try:
+                chunks, _ = container.get_archive("/build", chunk_size=1 << 20)
+                result = copy_build_archive(chunks, dest, spec.output_limit)
+                if result.members:
+                    return result.truncated
+                error = "the archive was empty"
+            except (docker.errors.APIError, tarfile.TarError, requests.exceptions.RequestException) as e:
+                error = short(str(getattr(e, "explanation", None) or e), 200)
+            log.info("job %s: copying /build failed (attempt %d): %s", spec.job_id, attempt + 1, error)
+            time.sleep(0.1 * 2 ** attempt)
+            if not waited:
+                try:
+                    container.reload()
+                    alive = container.status in ("running", "paused")
+                except docker.errors.APIError:
+                    alive = False
+        dest.unlink(missing_ok=True)
+        sink.status(f"could not copy /build: {error}")
+        return False

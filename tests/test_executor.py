@@ -1,0 +1,295 @@
+"""The container executor on a real engine (Podman here, Docker in production): real containers, no mocks."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+import time
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from rai.config import DockerConfig
+from rai.errors import ServiceUnavailable
+from rai.models import JobState
+from raid.container_output import OutputDemux
+from raid.executor import Executor, ImageNotFound, RunResult, RunSpec
+from raid.job_script import job_script, marker_token
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class RecordingSink:
+    """Records what a user would see: output bytes per stream and status lines, in order."""
+
+    def __init__(self):
+        self.events: list[tuple[str, bytes | str]] = []
+
+    def output(self, kind: str, data: bytes) -> None:
+        assert kind in ("stdout", "stderr")
+        assert isinstance(data, bytes) and data
+        self.events.append((kind, data))
+
+    def status(self, text: str) -> None:
+        self.events.append(("status", text))
+
+    def text(self, kind: str = "stdout") -> str:
+        return b"".join(d for k, d in self.events if k == kind).decode()
+
+    def statuses(self) -> list[str]:
+        return [d for k, d in self.events if k == "status"]
+
+
+def make_tar(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            ti.uid = ti.gid = 1000
+            ti.mtime = int(time.time())
+            t.addfile(ti, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def executor(docker_client) -> Executor:
+    return Executor(docker_client)
+
+
+@pytest.fixture
+def job(tmp_path, test_image, executor):
+    """job(commands, **RunSpec fields) -> (RunResult, RecordingSink, build archive path)."""
+    source = make_tar(tmp_path / "src.tar", {"hello.txt": b"hello from src\n", "sub/data.csv": b"a,b\n1,2\n"})
+
+    def run(commands: list[str], should_cancel=lambda: None, **fields) -> tuple[RunResult, RecordingSink, Path]:
+        job_id = "t" + secrets.token_hex(5)
+        image = fields.pop("image", test_image)
+        spec = RunSpec(job_id=job_id, image=image, commands=commands, env=fields.pop("env", {}),
+                       source_tar=source, labels={"rai.node": "test-executor"}, **fields)
+        sink = RecordingSink()
+        archive = tmp_path / f"{job_id}-build.tar"
+        result = executor.run(spec, sink, should_cancel, archive)
+        remaining = executor.client.containers.list(all=True, filters={"label": f"rai.job={job_id}"})
+        assert remaining == [], "the container must be removed"
+        return result, sink, archive
+
+    return run
+
+
+def archive_files(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def test_many_lines_arrive_complete_and_in_order(job):
+    started = time.monotonic()
+    result, sink, _ = job(["seq 1 20000"])
+    assert result.state == JobState.succeeded, result
+    assert result.exit_code == 0
+    assert sink.text() == "".join(f"{i}\n" for i in range(1, 20001))
+    assert sink.text("stderr") == ""
+    assert time.monotonic() - started < 10
+
+
+def test_stderr_is_told_apart_from_stdout(job):
+    result, sink, _ = job(["echo out; echo err >&2; echo out2"])
+    assert result.state == JobState.succeeded
+    assert sink.text() == "out\nout2\n"
+    assert sink.text("stderr") == "err\n"
+
+
+def test_marker_token_never_reaches_the_output(job):
+    result, sink, _ = job(["printf abc", "printf 'def\\037rai-'", "printf '\\037'", "echo; echo end"])
+    assert result.state == JobState.succeeded, result
+    out = b"".join(d for k, d in sink.events if k == "stdout")
+    assert out == b"abcdef\x1frai-\x1f\nend\n"
+    # each command announced before its output, none of the script's markers in between
+    kinds = [(k, d) for k, d in sink.events]
+    assert kinds[0] == ("status", "$ printf abc")
+    assert sink.statuses() == ["$ printf abc", "$ printf 'def\\037rai-'", "$ printf '\\037'", "$ echo; echo end"]
+    assert b"step" not in out and b" end " not in out
+
+
+def test_demux_finds_markers_split_across_frames():
+    token = marker_token(secrets.token_hex(16))
+    got: list[tuple[str, bytes]] = []
+    markers: list[tuple[str, list[str]]] = []
+    demux = OutputDemux(token, lambda k, d: got.append((k, d)), lambda k, w: markers.append((k, w)))
+    stream = b"partial" + token + b"step 2\nafter\x1f" + token + b"end 2 3 0\n" + b"tail\x1f"
+    frames = b""
+    for i in range(0, len(stream), 7):  # 7-byte stdout frames, stderr frames in between
+        frames += b"\x01\0\0\0" + len(stream[i:i + 7]).to_bytes(4, "big") + stream[i:i + 7]
+        if i == 14:
+            frames += b"\x02\0\0\0\0\0\0\x03err"
+        if i == 49:
+            frames += b"\x02\0\0\0" + (len(token) + 4).to_bytes(4, "big") + token + b"eof\n"
+    for i in range(0, len(frames), 5):  # and the socket hands them over 5 bytes at a time
+        demux.feed(frames[i:i + 5])
+    demux.flush()
+    assert b"".join(d for k, d in got if k == "stdout") == b"partialafter\x1ftail\x1f"
+    assert b"".join(d for k, d in got if k == "stderr") == b"err"
+    assert ("stdout", ["step", "2"]) in markers and ("stderr", ["eof"]) in markers
+    assert [m for m in markers if m[0] == "stdout"] == [("stdout", ["step", "2"]), ("stdout", ["end", "2", "3", "0"])]
+
+
+def test_job_script_quotes_commands():
+    script = job_script(["echo 'a b' \"$HOME\"; exit 3"], "ab" * 16)
+    assert "/bin/sh -c 'echo '\"'\"'a b'\"'\"' \"$HOME\"; exit 3'" in script
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+def test_commands_run_in_order_in_build_with_src_uploaded(job):
+    def broken_cancel_check():
+        raise ConnectionError("redis is down")  # must not end the job
+
+    result, sink, _ = job(["pwd", "cat /src/hello.txt /src/sub/data.csv", "cp -r /src/. /build/ && mkdir d && ls"],
+                          should_cancel=broken_cancel_check)
+    assert result.state == JobState.succeeded, result
+    assert result.message == "all 3 commands succeeded"
+    assert sink.text() == "/build\nhello from src\na,b\n1,2\nd\nhello.txt\nsub\n"
+    assert sink.statuses() == ["$ pwd", "$ cat /src/hello.txt /src/sub/data.csv",
+                               "$ cp -r /src/. /build/ && mkdir d && ls"]
+
+
+def test_a_failing_command_stops_the_job(job):
+    result, sink, _ = job(["echo one", "echo two; exit 3", "echo three"])
+    assert result.state == JobState.failed
+    assert result.exit_code == 3
+    assert result.failed_command == 2
+    assert result.message == "command 2 (echo two; exit 3) exited with 3"
+    assert sink.text() == "one\ntwo\n"
+    assert "$ echo three" not in sink.statuses()
+
+
+def test_environment_and_confinement(job):
+    result, sink, _ = job(["echo $CI $RAI $RAI_SOURCE_DIR $RAI_BUILD_DIR $RAI_JOB_ID $FOO",
+                           "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status", "ulimit -n"],
+                          env={"FOO": "bar", "CI": "not-rai"})
+    assert result.state == JobState.succeeded, result
+    lines = sink.text().splitlines()
+    words = lines[0].split()
+    assert words[:4] == ["rai", "true", "/src", "/build"] and words[4].startswith("t") and words[5] == "bar"
+    caps = int(lines[1].split()[1], 16)
+    assert caps & ~0xFB == 0, f"capabilities beyond the safe set: {caps:x}"
+    assert lines[2].split() == ["NoNewPrivs:", "1"]
+    assert lines[3] == "1024"
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+def test_time_limit(job):
+    started = time.monotonic()
+    result, sink, _ = job(["echo start", "sleep 30"], time_limit=2)
+    assert time.monotonic() - started < 8
+    assert result.state == JobState.timeout
+    assert result.message == "time limit of 2s reached"
+    assert 1.9 < result.duration < 4
+    assert sink.text() == "start\n"
+
+
+def test_memory_limit(job):
+    result, sink, _ = job(["echo before", "awk 'BEGIN { s = \"x\"; while (1) s = s s }'", "echo after"],
+                          memory_limit=32 << 20)
+    assert result.state == JobState.oom, result
+    assert result.failed_command == 2
+    assert result.message.startswith("out of memory: the job's limit is 32 MiB")
+    assert "after" not in sink.text()
+
+
+def test_cancel(job):
+    calls = []
+
+    def should_cancel():
+        calls.append(time.monotonic())
+        return "cancelled by ada" if len(calls) > 3 else None
+
+    started = time.monotonic()
+    result, sink, _ = job(["sleep 30"], should_cancel=should_cancel)
+    assert result.state == JobState.cancelled
+    assert result.message == "cancelled by ada"
+    assert time.monotonic() - started < 5
+    assert result.exit_code is None
+
+
+def test_network_off_by_default_and_on_when_asked(job):
+    result, sink, _ = job(["cat /proc/net/dev"])
+    assert result.state == JobState.succeeded
+    ifaces = [line.split(":")[0].strip() for line in sink.text().splitlines()[2:]]
+    assert ifaces == ["lo"]
+    result, sink, _ = job(["cat /proc/net/dev"], network=True)
+    ifaces = [line.split(":")[0].strip() for line in sink.text().splitlines()[2:]]
+    assert "lo" in ifaces and len(ifaces) > 1
+
+
+# --- /build --------------------------------------------------------------------------------------
+
+def test_build_folder_comes_back(job):
+    result, _, archive = job(["mkdir -p out && echo result > out/answer.txt", "echo log > run.log"])
+    assert result.state == JobState.succeeded
+    assert result.output_truncated is False
+    files = archive_files(archive)
+    assert files["build/out/answer.txt"] == b"result\n"
+    assert files["build/run.log"] == b"log\n"
+
+
+def test_build_folder_comes_back_after_a_failure_and_a_timeout(job):
+    result, _, archive = job(["echo partial > p.txt", "exit 1"])
+    assert result.state == JobState.failed
+    assert archive_files(archive)["build/p.txt"] == b"partial\n"
+    result, _, archive = job(["echo partial > p.txt; sleep 30"], time_limit=1)
+    assert result.state == JobState.timeout
+    assert archive_files(archive)["build/p.txt"] == b"partial\n"
+
+
+def test_build_archive_is_capped(job):
+    result, _, archive = job(["head -c 300000 /dev/zero > big.bin && echo small > small.txt"],
+                             output_limit=100_000)
+    assert result.state == JobState.succeeded
+    assert result.output_truncated is True
+    assert archive.stat().st_size <= 100_000
+    files = archive_files(archive)
+    assert "build/big.bin" not in files and files["build/small.txt"] == b"small\n"
+
+
+# --- engine ---------------------------------------------------------------------------------------
+
+def test_remove_leftovers(executor, test_image):
+    node = "test-" + secrets.token_hex(4)
+    kw = dict(labels={"rai.node": node, "rai.job": "x"}, network_mode="none",
+              ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+                       docker.types.Ulimit(name="nproc", soft=4096, hard=4096)])
+    executor.client.containers.create(test_image, ["true"], **kw)
+    executor.client.containers.run(test_image, ["sleep", "30"], detach=True, **kw)
+    other = executor.client.containers.create(test_image, ["true"], **{**kw, "labels": {"rai.node": node + "x"}})
+    try:
+        assert executor.remove_leftovers({"rai.node": node}) == 2
+        assert executor.client.containers.list(all=True, filters={"label": f"rai.node={node}"}) == []
+        assert executor.remove_leftovers({"rai.node": node}) == 0
+    finally:
+        other.remove(force=True)
+
+
+def test_missing_image(executor, job):
+    sink = RecordingSink()
+    with pytest.raises(ImageNotFound, match="image localhost/rai-no-such-image:1 not found"):
+        executor.ensure_image("localhost/rai-no-such-image:1", sink)
+    assert sink.statuses() == ["pulling image localhost/rai-no-such-image:1"]
+    result, _, archive = job(["true"], image="localhost/rai-no-such-image:1")
+    assert result.state == JobState.error
+    assert result.message == "image localhost/rai-no-such-image:1 not found"
+    assert not archive.exists()
+
+
+def test_from_config(docker_client):
+    from tests.fixtures.docker import docker_url
+
+    ex = Executor.from_config(DockerConfig(base_url=docker_url()))
+    assert ex.ping()
+    with pytest.raises(ServiceUnavailable, match="no container engine answers"):
+        Executor.from_config(DockerConfig(base_url="unix:///nonexistent/docker.sock"))
