@@ -81,6 +81,7 @@ class StoreConfig(Section):
     url_expiry: float = 7 * 86400
     upload_credentials: float = 15 * 60  # STS lifetime for client uploads
     upload_role_arn: str | None = None  # S3: the role raid assumes to vend clients' upload credentials
+    sts_endpoint_url: str | None = None  # S3: STS endpoint when not AWS's own (tests, private clouds)
     client_credentials: Literal["vended", "static"] = "vended"  # S3: how `rai` gets AWS credentials
     vend_timeout: float = 15.0  # S3: how long `rai` waits for a raid node to vend credentials
     uploads_retention: float = 30 * 86400  # S3 lifecycle: uploads/ deleted after this (rai-aws setup)
