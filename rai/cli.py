@@ -69,6 +69,32 @@ def print_summary(job_id: str, end: JobEnd) -> None:
         err.print(f"  outputs: {end.output_url or end.output_key}  (fetch with `rai get {job_id} -o DIR`)")
 
 
+class UploadBar:
+    """A rich progress bar for the upload, shown on a terminal only and gone once the upload ends."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> UploadBar:
+        return self
+
+    def advance(self, n: int, total: int) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+            self.progress = Progress("[dim]» uploading[/dim]", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                     TimeRemainingColumn(), console=err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("upload", total=total)
+        self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> int:
     try:
         end = print_entries(ctx_client.follow(job_id))
@@ -114,13 +140,15 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
     """Upload PROJECT, run it, and print its output live."""
     client = obj.client()
     exclude = (profile_path(obj.profile_arg),)
-    sub = client.submit(
-        project,
-        queue=queue,
-        submission=submission,
-        exclude=exclude,
-        on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
-    )
+    with UploadBar(enabled=err.is_terminal and not no_follow) as bar:
+        sub = client.submit(
+            project,
+            queue=queue,
+            submission=submission,
+            exclude=exclude,
+            on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
+            upload_progress=bar.advance if bar.enabled else None,
+        )
     if no_follow:
         click.echo(sub.job_id)
         return 0

@@ -31,6 +31,20 @@ class Client:
     def __init__(self, backends: Backends, profile: Profile):
         self.b = backends
         self.profile = profile
+        self._aws = None  # vended AWS credentials in use (S3 store)
+
+    def _aws_credentials(self) -> None:
+        """On S3 with vended credentials: get short-lived ones scoped to this user (again when 2 minutes are left)."""
+        cfg = self.b.config.store
+        if cfg.provider != "s3" or cfg.client_credentials != "vended":
+            return
+        if self._aws is not None and self._aws.expiration and (self._aws.expiration - utcnow()).total_seconds() > 120:
+            return
+        from rai.backends.sts import request_upload_credentials
+
+        self._aws = request_upload_credentials(self.b.redis, self.profile.access_key, self.profile.username,
+                                               self.profile.secret_key, cfg.vend_timeout)
+        self.b.use_aws_credentials(self._aws)
 
     def submit(
         self,
@@ -40,8 +54,11 @@ class Client:
         exclude: tuple[Path, ...] = (),
         on_progress: Callable[[str], None] = lambda _: None,
         spec: JobSpec | None = None,
+        upload_progress: Callable[[int, int], None] | None = None,
     ) -> Submission:
-        """Validate, pack, upload and enqueue `directory`; returns as soon as the job is queued."""
+        """Validate, pack, upload and enqueue `directory`; returns as soon as the job is queued.
+
+        `upload_progress(bytes_just_sent, total)` is called as the archive goes up (from several threads on S3)."""
         directory = Path(directory)
         spec = spec or load_spec(directory)
         queue = queue or self.b.config.broker.queue or f"rai_{spec.resources.cpu.architecture}"
@@ -52,7 +69,10 @@ class Client:
             on_progress(f"packing {directory}")
             packed = pack_directory(directory, archive, exclude=exclude)
             on_progress(f"uploading {packed.files} files ({packed.size} bytes)")
-            self.b.store.put_file(key, archive)
+            self._aws_credentials()
+            total = archive.stat().st_size
+            self.b.store.put_file(key, archive,
+                                  progress=(lambda n: upload_progress(n, total)) if upload_progress else None)
         request = JobRequest(
             job_id=job_id,
             access_key=self.profile.access_key,
@@ -78,6 +98,7 @@ class Client:
             upload_key=key,
         )
         self.b.live.put_job(record, ttl=self.b.config.pubsub.retention + 30 * 86400)
+        self._aws_credentials()  # a long upload may have used most of them up
         self.b.queue.enqueue(queue, request.to_json())
         return Submission(job_id, queue, spec, packed.files, packed.size)
 
@@ -119,5 +140,6 @@ class Client:
             raise NotFound(f"job {job_id} has no outputs ({record.state.value}: {record.message})")
         with tempfile.TemporaryDirectory(prefix="rai-get-") as tmp:
             archive = Path(tmp) / "build.tar.zst"
+            self._aws_credentials()
             self.b.store.get_file(record.output_key, archive)
             return unpack(archive, Path(dest), strip_top="build")
