@@ -38,6 +38,7 @@ class Daemon:
         self.executor = executor or Executor.from_config(config.docker)
         self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, on_result=self._on_result)
         self.heartbeat = Heartbeat(self)
+        self.vendor = None  # a CredentialVendor when this node vends clients' upload credentials (S3)
         self.started_at = utcnow()
         self._threads: list[threading.Thread] = []
 
@@ -63,6 +64,12 @@ class Daemon:
         if removed:
             log.warning("removed %d containers left by a previous run of this node", removed)
         self.heartbeat.start()
+        if self.config.store.provider == "s3" and self.config.store.upload_role_arn:
+            from rai.backends.sts import CredentialVendor
+
+            # Clients hold no AWS keys: this node answers their signed requests for scoped upload credentials.
+            self.vendor = CredentialVendor(self.b.redis, self.b.accounts, self.config.store, self.config.broker)
+            self.vendor.start()
         for slot in range(self.capacity):
             t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)
             t.start()
@@ -112,6 +119,8 @@ class Daemon:
         for t in self._threads:
             t.join(timeout=30)
         self.heartbeat.stop()
+        if self.vendor is not None:
+            self.vendor.stop()
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
