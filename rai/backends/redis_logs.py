@@ -1,0 +1,472 @@
+"""A job's log as a Redis Stream, and the batching writer raid uses while the job runs.
+
+Keys (prefix `rai:`):
+
+- `rai:log:<job_id>`: the job's stream; each entry has one field `e`, a LogEntry JSON. Trimmed to
+  about `max_entries` entries (XADD MAXLEN ~); expires `retention` seconds after its end entry.
+- `rai:logseq:<job_id>`: a small hash (writer -> last batch number and id) that makes a retried
+  append idempotent: a batch whose reply was lost in a connection blip is not written twice. It
+  expires an hour after the last append.
+
+Readers replay from any id (`"0"`: the first entry) and then block for new entries, so `rai submit`
+shows a job's output from its first line whether it started before or after the client looked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+
+import redis
+from pydantic import ValidationError
+
+from rai.backends.logs import LogStream
+from rai.errors import ServiceUnavailable
+from rai.models import JobEnd, LogEntry, LogKind
+
+log = logging.getLogger("rai.logs")
+
+FIELD = b"e"
+SEQ_TTL_MS = 3600 * 1000  # how long a writer's last batch number is remembered
+APPEND_MAX_ENTRIES = 256  # entries per round trip (one script call)
+APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
+
+_BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# Append a batch once: KEYS = stream, seq hash; ARGV = writer, batch number, maxlen, entries...
+# A retry of a batch that already landed returns the id it got instead of writing it again.
+_APPEND = """
+local done = redis.call('HGET', KEYS[2], ARGV[1])
+if done then
+  local sep = string.find(done, ' ', 1, true)
+  if sep and string.sub(done, 1, sep - 1) == ARGV[2] then return string.sub(done, sep + 1) end
+end
+local id
+for i = 4, #ARGV do
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. id)
+redis.call('PEXPIRE', KEYS[2], SEQ_TTL_MS)
+return id
+""".replace("SEQ_TTL_MS", str(SEQ_TTL_MS))
+
+
+def _unavailable(e: BaseException, what: str = "Redis does not answer") -> ServiceUnavailable:
+    return ServiceUnavailable(f"{what}: {e}", hint="check that Redis (pubsub.url) runs and is reachable")
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisLogStream:
+    """LogStream on one Redis Stream per job; see the module docstring for the keys."""
+
+    def __init__(self, redis_client: redis.Redis, max_entries: int = 100_000, prefix: str = "rai:",
+                 retry_for: float = 10.0):
+        self.r = redis_client
+        self.max_entries = max(1, int(max_entries))
+        self.prefix = prefix
+        self.retry_for = retry_for  # seconds append and follow keep retrying through a blip
+        self._writer = uuid.uuid4().hex[:12]
+        self._batches = itertools.count(1)
+        self._append = self.r.register_script(_APPEND)
+
+    def key(self, job_id: str) -> str:
+        return f"{self.prefix}log:{job_id}"
+
+    def seq_key(self, job_id: str) -> str:
+        return f"{self.prefix}logseq:{job_id}"
+
+    # writing
+    def append(self, job_id: str, entries: list[LogEntry]) -> str:
+        """Append in order (atomically per round trip of up to 256 entries / 4 MiB); the last id.
+
+        Retries through a connection blip for `retry_for` seconds without writing anything twice,
+        then raises ServiceUnavailable."""
+        last = ""
+        chunk: list[bytes] = []
+        size = 0
+        for entry in entries:
+            data = entry.to_json().encode()
+            if chunk and (len(chunk) >= APPEND_MAX_ENTRIES or size + len(data) > APPEND_MAX_BYTES):
+                last = self._append_once(job_id, chunk)
+                chunk, size = [], 0
+            chunk.append(data)
+            size += len(data)
+        if chunk:
+            last = self._append_once(job_id, chunk)
+        return last
+
+    def _append_once(self, job_id: str, payloads: list[bytes]) -> str:
+        # One writer name per thread: batches of one thread are sequential, so "same number" is exact.
+        writer = f"{self._writer}:{threading.get_ident()}"
+        args = [writer, next(self._batches), self.max_entries, *payloads]
+        keys = [self.key(job_id), self.seq_key(job_id)]
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                return _s(self._append(keys=keys, args=args))
+            except _BLIPS as e:
+                if time.monotonic() + delay > deadline:
+                    raise _unavailable(e, f"cannot write the log of job {job_id} to Redis") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def expire(self, job_id: str, seconds: float) -> None:
+        ms = max(1, int(seconds * 1000))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.pexpire(self.key(job_id), ms)
+        pipe.pexpire(self.seq_key(job_id), min(ms, SEQ_TTL_MS))
+        try:
+            pipe.execute()
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+
+    def length(self, job_id: str) -> int:
+        try:
+            return int(self.r.xlen(self.key(job_id)))
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+
+    # reading
+    def read(
+        self, job_id: str, after: str = "0", block: float | None = None, count: int = 1000
+    ) -> list[tuple[str, LogEntry]]:
+        """Entries after id `after` ("0": from the first); waits up to `block` s when there are none."""
+        try:
+            return self._read(job_id, after, block, count)
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+
+    def _read(self, job_id: str, after: str, block: float | None, count: int = 1000) -> list[tuple[str, LogEntry]]:
+        block_ms = None
+        if block is not None and block > 0:
+            block_ms = max(1, int(block * 1000))
+        reply = self.r.xread({self.key(job_id): after}, count=count, block=block_ms)
+        out: list[tuple[str, LogEntry]] = []
+        for _stream, rows in reply or []:
+            for entry_id, fields in rows:
+                raw = fields.get(FIELD) if fields else None
+                entry_id = _s(entry_id)
+                if raw is None:
+                    continue
+                try:
+                    entry = LogEntry.from_json(raw)
+                except ValidationError:
+                    log.warning("unreadable entry %s in the log of %s", entry_id, job_id)
+                    entry = LogEntry(kind=LogKind.status, body=f"(unreadable log entry {entry_id})")
+                out.append((entry_id, entry))
+        return out
+
+    def last_id(self, job_id: str) -> str:
+        """The id of the newest entry, "0-0" when there is none."""
+        try:
+            rows = self.r.xrevrange(self.key(job_id), count=1)
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+        return _s(rows[0][0]) if rows else "0-0"
+
+    def follow(self, job_id: str, after: str = "0", idle: float | None = None) -> Iterator[LogEntry]:
+        """Every entry after `after` ("$": only new ones), live; returns after the end entry, or
+        silently after `idle` seconds without a new entry.
+
+        A connection blip is survived: it reads again from the last id it yielded (nothing twice,
+        nothing skipped), giving up with ServiceUnavailable after `retry_for` seconds without Redis."""
+        last = self.last_id(job_id) if after == "$" else after
+        quiet_since = time.monotonic()
+        failing_since: float | None = None
+        delay = 0.05
+        while True:
+            wait = 5.0
+            if idle is not None:
+                wait = min(wait, idle - (time.monotonic() - quiet_since))
+                if wait <= 0:
+                    return
+            try:
+                batch = self._read(job_id, last, block=max(wait, 0.001))
+            except _BLIPS as e:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.retry_for:
+                    raise _unavailable(e, f"lost the connection to Redis following job {job_id}") from e
+                time.sleep(delay)
+                quiet_since += delay  # time without Redis is not idle time of the job
+                delay = min(delay * 2, 1.0)
+                continue
+            failing_since, delay = None, 0.05
+            if batch:
+                quiet_since = time.monotonic()
+            for entry_id, entry in batch:
+                last = entry_id
+                yield entry
+                if entry.kind == LogKind.end:
+                    return
+
+
+def _complete_len(buf: bytearray | bytes, end: int | None = None) -> int:
+    """Length of `buf[:end]` without a trailing incomplete UTF-8 sequence (kept for the next batch)."""
+    n = len(buf) if end is None else end
+    for back in range(1, min(4, n) + 1):
+        b = buf[n - back]
+        if b < 0x80:
+            return n
+        if b >= 0xC0:  # lead byte: how long its sequence is
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4 if b < 0xF8 else 1
+            return n - back if need > back else n
+        # a continuation byte: look further back
+    return n
+
+
+class LogWriter:
+    """Batches a running job's output into few, large log entries, written by a background thread.
+
+    Consecutive output of one kind is merged into an entry of up to `max_bytes` bytes, cut when the
+    kind changes, when `max_bytes` is reached (at a newline in the last half when there is one), on
+    `status`/`end`/`flush`, or `max_delay` seconds after the first unwritten byte. A multi-byte
+    UTF-8 character is never split across entries. Entries are written in the order they were made.
+
+    When the log stream fails, a batch is retried with backoff for `retry_for` seconds and then
+    dropped (counted in `lost_bytes`); later batches are then tried once each until one gets
+    through, and a status entry then says how much output was lost. Up to `max_pending` bytes wait
+    in memory; beyond that `output` blocks, which stalls the job's output rather than memory.
+    """
+
+    def __init__(self, logs: LogStream, job_id: str, max_bytes: int = 64 * 1024, max_delay: float = 0.05,
+                 retry_for: float = 120.0, max_pending: int | None = None):
+        self.logs = logs
+        self.job_id = job_id
+        self.max_bytes = max(16, int(max_bytes))
+        self.max_delay = max(0.0, max_delay)
+        self.retry_for = retry_for
+        self.max_pending = max_pending or 64 * self.max_bytes
+        self.lost_bytes = 0  # output dropped after retrying for `retry_for` seconds
+        self.failed_writes = 0  # attempts to write a batch that failed (and were retried or dropped)
+        self.error: BaseException | None = None  # the last failure
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._kind: str | None = None
+        self._buf = bytearray()
+        self._tails: dict[str, bytes] = {}  # incomplete UTF-8 ends, per kind
+        self._first_at: float | None = None
+        self._ready: deque[tuple[LogEntry, int]] = deque()
+        self._ready_bytes = 0
+        self._queued = 0  # entries ever made
+        self._done = 0  # entries ever written or dropped
+        self._dropped_max = -1  # index of the last dropped entry
+        self._checked = 0  # entries whose loss flush() has already reported
+        self._failing = False  # gave up on a batch; try later ones once until one gets through
+        self._unreported_loss = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"logwriter-{job_id}", daemon=True)
+        self._thread.start()
+
+    # what raid calls
+    def output(self, kind: str, data: bytes) -> None:
+        """Raw stdout/stderr bytes of the job; returns at once unless too much waits to be written."""
+        kind = getattr(kind, "value", kind)
+        if kind not in ("stdout", "stderr"):
+            raise ValueError(f"output kind must be stdout or stderr, not {kind!r}")
+        if not data:
+            return
+        with self._lock:  # the condition's lock, taken without the Condition's extra call
+            if self._closed:
+                raise ValueError("LogWriter is closed")
+            if kind != self._kind:
+                self._switch(kind)
+            buf = self._buf
+            buf += data
+            limit = self.max_bytes
+            if len(buf) >= limit:
+                pos = 0
+                while len(buf) - pos >= limit:
+                    cut = buf.rfind(b"\n", pos + limit // 2, pos + limit) + 1
+                    if not cut:  # no newline near the limit: cut there, but not inside a character
+                        cut = _complete_len(buf, pos + limit)
+                    self._emit(LogEntry(kind=kind, body=buf[pos:cut].decode("utf-8", "replace")), cut - pos)
+                    pos = cut
+                del buf[:pos]
+                self._first_at = None
+            if self._first_at is None and _complete_len(buf):
+                self._first_at = time.monotonic()
+                self._cond.notify_all()
+            while self._ready_bytes > self.max_pending:
+                if self._failing or not self._thread.is_alive():
+                    self._drop_oldest()  # the log stream is down: keep memory bounded, not the job waiting
+                    break
+                self._cond.wait(1.0)
+
+    def status(self, text: str) -> None:
+        """A status line, after all output written before it."""
+        with self._cond:
+            self._cut()
+            self._emit(LogEntry(kind=LogKind.status, body=text), len(text))
+
+    def end(self, end: JobEnd) -> None:
+        """The job's final entry, after everything else; waits until it is written.
+
+        Raises ServiceUnavailable when the end entry could not be written."""
+        with self._cond:
+            self._cut(final=True)
+            self._emit(LogEntry(kind=LogKind.end, end=end), 0)
+            index = self._queued - 1
+            self._wait_done(self._queued)
+            if self._dropped_max >= index:
+                raise ServiceUnavailable(
+                    f"the end of job {self.job_id} could not be written to its log: {self.error}",
+                    hint="check that Redis (pubsub.url) runs and is reachable",
+                )
+            self._checked = self._queued
+
+    def flush(self) -> None:
+        """Write everything so far (but an incomplete character); waits until it is written.
+
+        Raises ServiceUnavailable when some of it (since the last flush) had to be dropped."""
+        with self._cond:
+            self._cut()
+            target = self._queued
+            self._wait_done(target)
+            lost = self._dropped_max >= self._checked
+            self._checked = max(self._checked, target)
+            if lost:
+                raise ServiceUnavailable(
+                    f"some output of job {self.job_id} could not be written to its log: {self.error}",
+                    hint="check that Redis (pubsub.url) runs and is reachable",
+                )
+
+    def close(self) -> None:
+        """Write what is left (an incomplete character at the end becomes U+FFFD) and stop; never raises."""
+        with self._cond:
+            if self._closed:
+                return
+            self._cut(final=True)
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(self.retry_for + 30)
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # inside, with the lock held
+    def _switch(self, kind: str) -> None:
+        self._cut()
+        if self._kind is not None and self._buf:
+            self._tails[self._kind] = bytes(self._buf)
+        self._kind = kind
+        self._buf = bytearray(self._tails.pop(kind, b""))
+
+    def _cut(self, final: bool = False) -> None:
+        """Make an entry of the current output (keeping an incomplete character unless `final`)."""
+        buf = self._buf
+        if buf:
+            n = len(buf) if final else _complete_len(buf)
+            if n:
+                self._emit(LogEntry(kind=self._kind, body=buf[:n].decode("utf-8", "replace")), n)
+                del buf[:n]
+        self._first_at = None
+        if final:
+            for kind, tail in self._tails.items():
+                self._emit(LogEntry(kind=kind, body=tail.decode("utf-8", "replace")), len(tail))
+            self._tails.clear()
+
+    def _emit(self, entry: LogEntry, size: int) -> None:
+        self._ready.append((entry, size))
+        self._ready_bytes += size
+        self._queued += 1
+        self._cond.notify_all()
+
+    def _drop_oldest(self) -> None:
+        """Drop waiting output from the front (never a status or end entry) down to half of `max_pending`."""
+        first = self._queued - len(self._ready)  # index of the first waiting entry
+        dropped = lost = 0
+        while self._ready and self._ready_bytes > self.max_pending // 2:
+            entry, n = self._ready[0]
+            if entry.kind not in (LogKind.stdout, LogKind.stderr):
+                break
+            self._ready.popleft()
+            self._ready_bytes -= n
+            dropped += 1
+            lost += n
+        if dropped:
+            self._done += dropped
+            self._dropped_max = max(self._dropped_max, first + dropped - 1)
+            self.lost_bytes += lost
+            self._unreported_loss += lost
+            self._cond.notify_all()
+
+    def _wait_done(self, target: int) -> None:
+        self._cond.notify_all()
+        while self._done < target and self._thread.is_alive():
+            self._cond.wait(1.0)
+
+    # the writing thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ready:
+                    if self._first_at is not None:
+                        wait = self._first_at + self.max_delay - time.monotonic()
+                        if wait <= 0:
+                            self._cut()
+                            continue
+                    elif self._closed:
+                        return
+                    else:
+                        wait = None
+                    self._cond.wait(wait)
+                batch: list[LogEntry] = []
+                size = output = 0
+                while self._ready and len(batch) < APPEND_MAX_ENTRIES and size < APPEND_MAX_BYTES:
+                    entry, n = self._ready.popleft()
+                    batch.append(entry)
+                    size += n
+                    if entry.kind in (LogKind.stdout, LogKind.stderr):
+                        output += n
+            ok = self._send(batch)
+            with self._cond:
+                self._done += len(batch)
+                self._ready_bytes -= size
+                if not ok:
+                    self._dropped_max = self._done - 1
+                    self.lost_bytes += output
+                    self._unreported_loss += output
+                self._cond.notify_all()
+
+    def _send(self, batch: list[LogEntry]) -> bool:
+        """Write a batch, retrying with backoff; False when it had to be dropped."""
+        important = any(e.kind == LogKind.end for e in batch)
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            note = self._unreported_loss
+            entries = batch
+            if note:
+                entries = [LogEntry(kind=LogKind.status, body=f"{note} bytes of output were lost: "
+                                    "the log stream was unreachable"), *batch]
+            try:
+                self.logs.append(self.job_id, entries)
+            except Exception as e:
+                self.failed_writes += 1
+                self.error = e
+                if (self._failing and not important) or time.monotonic() + delay > deadline:
+                    if not self._failing:
+                        log.warning("dropping log output of job %s: %s", self.job_id, e)
+                    self._failing = True
+                    return False
+                log.debug("writing the log of %s failed (%s); retrying in %.2fs", self.job_id, e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            with self._cond:
+                self._unreported_loss -= note
+                self._failing = False
+            return True
