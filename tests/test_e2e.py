@@ -236,3 +236,23 @@ def test_user_errors_are_messages_not_tracebacks(rai_env, tmp_path):
 def _latest(env):
     jobs = env.backends.db.list_jobs(limit=1)
     return jobs[0].model_dump(mode="json") if jobs else None
+
+
+def test_failed_jobs_never_shrink_capacity(rai_env):
+    env = rai_env
+    ada = env.account("ada", role="admin")
+    env.start_raid(workers=2)
+    failing = [
+        env.project(["exit 7"], name="fails"),
+        env.project(["echo x"], name="noimage", image="localhost/does-not-exist:1"),
+        env.project(["sleep 30"], name="slow", limits={"time": "1s"}),
+    ]
+    ids = [env.rai(ada, "submit", "--no-follow", "-p", str(p)).stdout.strip() for p in failing * 2]
+    for job_id in ids:
+        wait_for(lambda j=job_id: status(env, ada, j)["state"] in ("failed", "error", "timeout"), 60,
+                 what=f"failing job {job_id} to end")
+    sleepers = env.project(["sleep 3"], name="sleepers")
+    a = env.rai(ada, "submit", "--no-follow", "-p", str(sleepers)).stdout.strip()
+    b = env.rai(ada, "submit", "--no-follow", "-p", str(sleepers)).stdout.strip()
+    wait_for(lambda: status(env, ada, a)["state"] == "running" and status(env, ada, b)["state"] == "running",
+             30, what="both workers to run a job at once after six failures")
