@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
-from rai.backends.redis_logs import LogWriter
 
 from rai.archive import file_sha256, tar_to_zstd, zstd_to_tar
 from rai.backends import Backends
 from rai.backends.queue import ClaimedJob
+from rai.backends.redis_logs import LogWriter
 from rai.backends.store import output_key
 from rai.errors import NotFound, UserError
-from rai.models import JobEnd, JobRecord, JobRequest, JobState, utcnow
+from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size
@@ -61,6 +61,7 @@ class JobRunner:
         done = self.b.db.get_job(req.job_id)
         if done is not None and done.state.finished:
             log.info("job %s already ended (%s); dropping the duplicate delivery", req.job_id, done.state.value)
+            self._republish_end(done)
             self.b.queue.ack(claimed)
             return
         stop_keepalive = threading.Event()
@@ -134,6 +135,16 @@ class JobRunner:
             self.stopping_hard.wait(max(0.0, WAIT_RECHECK - (time.monotonic() - last)))
         running = self.b.db.list_jobs(limit=1000, username=account.username, state=JobState.running.value)
         check_jobs_at_once(self.cfg, account, sum(r.job_id != req.job_id for r in running))
+
+    def _republish_end(self, record: JobRecord) -> None:
+        """A job whose end entry was lost (Redis down at the end) gets it now, so no follower waits forever."""
+        last = self.b.logs.last_entry(record.job_id)
+        if last is not None and last.kind == LogKind.end:
+            return
+        end = JobEnd(state=record.state, exit_code=record.exit_code, duration=record.duration or 0.0,
+                     output_key=record.output_key, message=record.message)
+        self.b.logs.append(record.job_id, [LogEntry(kind=LogKind.end, end=end)])
+        self.b.logs.expire(record.job_id, self.cfg.pubsub.retention)
 
     def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event) -> None:
         interval = max(0.2, self.cfg.broker.visibility_timeout / 3)

@@ -28,3 +28,6 @@ class LogStream(Protocol):
         """Delete the stream `seconds` from now (after the end entry: the retention period)."""
 
     def length(self, job_id: str) -> int: ...
+
+    def last_entry(self, job_id: str) -> LogEntry | None:
+        """The newest entry, None when there is none."""

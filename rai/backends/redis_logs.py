@@ -173,6 +173,14 @@ class RedisLogStream:
             raise _unavailable(e) from e
         return _s(rows[0][0]) if rows else "0-0"
 
+    def last_entry(self, job_id: str) -> LogEntry | None:
+        """The newest entry, None when the stream is empty or gone."""
+        try:
+            rows = self.r.xrevrange(self.key(job_id), count=1)
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+        return LogEntry.from_json(rows[0][1][b"e"]) if rows else None
+
     def follow(self, job_id: str, after: str = "0", idle: float | None = None) -> Iterator[LogEntry]:
         """Every entry after `after` ("$": only new ones), live; returns after the end entry, or
         silently after `idle` seconds without a new entry.
