@@ -29,12 +29,14 @@ def direct(lines: int) -> float:
         if not data:
             break
         buf += data
-        while len(buf) >= 8:
-            size = struct.unpack(">I", buf[4:8])[0]
-            if len(buf) < 8 + size:
+        pos = 0
+        while len(buf) - pos >= 8:
+            size = struct.unpack_from(">I", buf, pos + 4)[0]
+            if len(buf) - pos < 8 + size:
                 break
-            newlines += buf[8:8 + size].count(b"\n")
-            buf = buf[8 + size:]
+            newlines += buf.count(b"\n", pos + 8, pos + 8 + size)
+            pos += 8 + size
+        buf = buf[pos:]
     elapsed = time.perf_counter() - t0
     c.remove(force=True)
     assert newlines == lines, f"engine gave {newlines} lines of {lines}"
