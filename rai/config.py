@@ -10,13 +10,14 @@ import os
 import platform
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rai.errors import UserError
+from rai.projects import ProjectConfig
 from rai.units import parse_duration, parse_size
 
 DEFAULT_CONFIG = "~/.rai_config.yml"
@@ -197,7 +198,7 @@ class Config(BaseModel):
     docker: DockerConfig = Field(default_factory=DockerConfig)
     raid: RaidConfig = Field(default_factory=RaidConfig)
     roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
-    projects: dict[str, Any] = Field(default_factory=dict)
+    projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/projects.py)
     source: str | None = None  # the file this was read from, None for embedded defaults
 
     def app_secret(self) -> str | None:
