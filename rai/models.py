@@ -86,6 +86,26 @@ class CancelRequest(Message):
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
+class Query(Message):
+    """A question a user asks the servers (their ranking, history, team's submissions); signed like a job.
+
+    raid answers only what the signer may see, sealed with the signer's key (rai/queries.py)."""
+
+    query_id: str = Field(default_factory=lambda: secrets.token_hex(16))
+    access_key: str
+    username: str
+    what: str  # ranking | history | submitted
+    project: str | None = None
+    kind: str | None = None
+    limit: int = 10
+    asked_at: datetime = Field(default_factory=utcnow)
+    signature: str = ""
+
+    def signing_payload(self) -> bytes:
+        data = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
 class LogKind(str, Enum):
     stdout = "stdout"
     stderr = "stderr"
@@ -133,6 +153,7 @@ class JobRecord(Message):
     upload_key: str | None = None
     message: str = ""
     attempts: int = 0
+    project: str | None = None  # ranked submissions: the project whose kind `submission` is (set by raid)
 
 
 class Role(str, Enum):
