@@ -106,7 +106,7 @@ def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> 
         return 1
     print_summary(job_id, end)
     if output is not None and end.output_key:
-        n = ctx_client.download_outputs(job_id, output)
+        n = ctx_client.download_outputs(job_id, output, output_key=end.output_key)
         err.print(f"  {n} files of /build written to {output}")
     return 0 if end.state == JobState.succeeded else 1
 

@@ -131,15 +131,21 @@ class Client:
         self.b.live.request_cancel(req)
         return record
 
-    def download_outputs(self, job_id: str, dest: Path, record: JobRecord | None = None) -> int:
-        """Unpack the job's `/build` folder into `dest`; returns the number of files."""
-        record = record or self.status(job_id)
-        if not record.output_key:
-            if record.state in (JobState.queued, JobState.running):
-                raise UserError(f"job {job_id} has not ended yet", hint=f"wait with `rai logs {job_id} -f`")
-            raise NotFound(f"job {job_id} has no outputs ({record.state.value}: {record.message})")
+    def download_outputs(self, job_id: str, dest: Path, record: JobRecord | None = None,
+                         output_key: str | None = None) -> int:
+        """Unpack the job's `/build` folder into `dest`; returns the number of files.
+
+        `output_key` (from the job's end entry) is used as it is: raid writes the end entry a moment
+        before it saves the record, so right after the end the record may still say "running"."""
+        if output_key is None:
+            record = record or self.status(job_id)
+            if not record.output_key:
+                if record.state in (JobState.queued, JobState.running):
+                    raise UserError(f"job {job_id} has not ended yet", hint=f"wait with `rai logs {job_id} -f`")
+                raise NotFound(f"job {job_id} has no outputs ({record.state.value}: {record.message})")
+            output_key = record.output_key
         with tempfile.TemporaryDirectory(prefix="rai-get-") as tmp:
             archive = Path(tmp) / "build.tar.zst"
             self._aws_credentials()
-            self.b.store.get_file(record.output_key, archive)
+            self.b.store.get_file(output_key, archive)
             return unpack(archive, Path(dest), strip_top="build")
