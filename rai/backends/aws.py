@@ -56,19 +56,18 @@ def make_client(service: str, *, region: str | None, endpoint_url: str | None, a
         return _session.client(service, config=cfg, **kwargs)
 
 
-def error_code(e: BaseException) -> str:
-    if isinstance(e, botocore.exceptions.ClientError):
-        return str(e.response.get("Error", {}).get("Code", ""))
+def error_code(e: BaseException | None) -> str:
+    """The AWS error code of `e`, or of the ClientError it wraps (boto3's transfer errors do)."""
+    while e is not None:
+        if isinstance(e, botocore.exceptions.ClientError):
+            return str(e.response.get("Error", {}).get("Code", ""))
+        e = e.__cause__ or e.__context__
     return ""
 
 
 def is_expired(e: BaseException) -> bool:
     """True when AWS refused the request because temporary credentials expired."""
-    while e is not None:
-        if error_code(e) in EXPIRED_CODES or "ExpiredToken" in str(e):
-            return True
-        e = e.__cause__ or e.__context__  # boto3's transfer manager wraps the ClientError
-    return False
+    return error_code(e) in EXPIRED_CODES or "ExpiredToken" in str(e)
 
 
 def translate(e: Exception, what: str, service: str) -> UserError:
