@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (username, submitted_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_team ON jobs (team, submitted_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, submitted_at DESC);
 CREATE TABLE IF NOT EXISTS rankings (
     job_id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
