@@ -19,7 +19,8 @@ from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
 DEFAULT_REGION = "us-east-1"
 EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                "InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure"}
+                "InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure",
+                "403", "Forbidden"}  # HeadObject's bare status: denied, or missing without s3:ListBucket
 
 
 _session: boto3.session.Session | None = None
