@@ -1,0 +1,58 @@
+"""The deployment documents say what the code does: the production configs in config.example.yml load, the
+IAM policies in docs/deploy.md are the ones `rai-aws policies` prints, the systemd unit restarts and logs."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from rai.aws_admin import iam_policies
+from rai.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def production_blocks() -> dict[str, Config]:
+    text = (ROOT / "config.example.yml").read_text()
+    blocks = {}
+    for m in re.finditer(r"^# >>> (.*?)\n(.*?)^# <<<", text, re.S | re.M):
+        body = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in m.group(2).splitlines())
+        blocks[m.group(1)] = Config.model_validate(yaml.safe_load(body))
+    return blocks
+
+
+def test_the_production_configs_load():
+    blocks = production_blocks()
+    server = next(c for name, c in blocks.items() if "raid nodes" in name)
+    student = next(c for name, c in blocks.items() if "students" in name)
+    assert (server.broker.provider, server.store.provider, server.database.provider, server.auth.provider,
+            server.email.provider) == ("sqs", "s3", "mongodb", "auth0", "mailgun")
+    assert server.store.upload_role_arn and not server.broker.create_queues
+    assert student.store.client_credentials == "vended"
+    assert not (student.store.access_key_id or student.broker.access_key_id or student.auth.client_secret)
+
+
+def test_the_policies_in_deploy_md_are_the_ones_the_code_prints():
+    server = next(c for name, c in production_blocks().items() if "raid nodes" in name)
+    expected = iam_policies(server, "123456789012", "arn:aws:iam::123456789012:role/rai-node")
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    found = dict(re.findall(r"<!-- policy: ([\w-]+) -->\n```json\n(.*?)```", doc, re.S))
+    assert set(found) == set(expected)
+    for name, text in found.items():
+        assert json.loads(text) == expected[name], name
+
+
+def test_raid_service_restarts_on_failure_and_logs_to_journald():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(ROOT / "deploy" / "raid.service")
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure" and float(service["RestartSec"]) > 0
+    assert service["StandardOutput"] == service["StandardError"] == "journal"
+    assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) > 60  # grace, then hand back
+    assert "raid" in service["ExecStart"] and service["User"] != "root"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
