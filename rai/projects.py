@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rai.archive import IgnoreRules
-from rai.errors import UserError
+from rai.errors import ServiceUnavailable, UserError
 from rai.spec import JobSpec
 
 PUBLIC_KEY = "rai:projects"  # Redis key raid publishes the public part of `projects:` under
@@ -327,3 +327,31 @@ def missing_required_files(directory: Path, required: list[str]) -> list[str]:
         if ignored or not path.is_file() or path.stat().st_size == 0:
             missing.append(rel)
     return missing
+
+
+def published_projects(r, local: dict[str, ProjectConfig]) -> PublicProjects:
+    """What the raid nodes published under `rai:projects`; the local config's `projects:` when none has."""
+    import redis
+
+    try:
+        raw = r.get(PUBLIC_KEY)
+    except redis.exceptions.RedisError as e:
+        raise ServiceUnavailable(f"reading the ranked projects failed: Redis does not answer ({e})",
+                                 hint="check pubsub.url in the config") from None
+    if raw:
+        return PublicProjects.model_validate_json(raw)
+    return PublicProjects.from_config(local)
+
+
+def check_submission(public: PublicProjects, directory: Path, submission: str) -> tuple[str, PublicKind]:
+    """Before any upload: the kind exists and the folder holds its required files. Returns (project, kind)."""
+    project, kind = public.resolve(submission)
+    missing = missing_required_files(Path(directory), kind.required_files)
+    if missing:
+        raise UserError(
+            f"a {kind.kind} submission of {project} needs {', '.join(missing)}, and {directory} has "
+            + ("none" if len(missing) == 1 else "not all of them") + " (or it is empty)",
+            hint=f"add {', '.join(missing)} to the project folder (and check .raiignore does not leave it out), "
+                 "then submit again",
+        )
+    return project, kind

@@ -1,0 +1,130 @@
+"""`rai ranking`, `rai history`, `rai submitted`: signed questions answered by the servers (rai/queries.py).
+
+A student sees the leaderboard with the other teams anonymised, their own jobs, and their team's
+submissions; the servers decide what that is, from the account, not from anything the client says.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from rai.units import format_duration
+
+if TYPE_CHECKING:
+    from rai.queries import History, Leaderboard, Submitted
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+def _value(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for c in columns:
+        table.add_column(c, justify="right" if c in ("rank", "results") else "left", no_wrap=True)
+    return table
+
+
+def _print_json(answer) -> None:
+    click.echo(json.dumps(answer.model_dump(mode="json"), indent=2))
+
+
+@click.command()
+@click.option("--project", help="the ranked project (needed when there are several)")
+@click.option("--kind", help="the submission kind (default the project's last, e.g. final)")
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="show the first N teams")
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+@click.pass_obj
+def ranking(obj, project, kind, limit, as_json) -> int:
+    """The leaderboard: each team's counting result, your team named, the others anonymised."""
+    board: Leaderboard = obj.client().ask("ranking", project=project, kind=kind, limit=limit)
+    if as_json:
+        _print_json(board)
+        return 0
+    order = "lower is better" if board.lower_is_better else "higher is better"
+    rule = "best" if board.counts == "best" else "latest"
+    out.print(f"[bold]{board.project} {board.kind}[/] — {board.metric}, {order}; each team's {rule} valid result; "
+              f"{board.teams} team{'s' if board.teams != 1 else ''}")
+    if not board.rows:
+        out.print("no valid results yet")
+        return 0
+    table = _table("rank", "team", board.metric, "results", "recorded")
+    for r in board.rows:
+        team = f"[bold]{r.team} (your team)[/]" if r.yours else r.team
+        table.add_row(str(r.rank), team, _value(r.value), str(r.valid_results), _when(r.at))
+    out.print(table)
+    if board.yours is None:
+        out.print("your team has no valid result here yet")
+    elif not any(r.yours for r in board.rows):
+        out.print(f"your team {board.yours.team}: rank {board.yours.rank} of {board.teams}, "
+                  f"{board.metric} {_value(board.yours.value)}")
+    return 0
+
+
+@click.command()
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="your last N jobs")
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+@click.pass_obj
+def history(obj, limit, as_json) -> int:
+    """Your recent jobs: state, time, result."""
+    answer: History = obj.client().ask("history", limit=limit)
+    if as_json:
+        _print_json(answer)
+        return 0
+    if not answer.rows:
+        out.print(f"{answer.username} has no jobs yet")
+        return 0
+    table = _table("job", "submitted", "state", "took", "kind", "result", "message")
+    for r in answer.rows:
+        kind = f"{r.project}/{r.submission}" if r.project else (r.submission or "-")
+        result = "-" if r.value is None else f"{r.metric} {_value(r.value)}" + ("" if r.valid else " (invalid)")
+        table.add_row(r.job_id, _when(r.submitted_at), r.state, format_duration(r.duration), kind, result,
+                      r.message or "-")
+    out.print(table)
+    return 0
+
+
+@click.command()
+@click.option("--project", help="only this ranked project")
+@click.option("--kind", help="only this submission kind")
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="the last N submissions per kind")
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+@click.pass_obj
+def submitted(obj, project, kind, limit, as_json) -> int:
+    """Your team's ranked submissions per kind; * marks the one that counts."""
+    answer: Submitted = obj.client().ask("submitted", project=project, kind=kind, limit=limit)
+    if as_json:
+        _print_json(answer)
+        return 0
+    out.print(f"team [bold]{answer.team}[/]" if answer.team else "your submissions (you are in no team)")
+    for k in answer.kinds:
+        rule = "best" if k.counts == "best" else "latest"
+        out.print(f"\n[bold]{k.project} {k.kind}[/] ({k.metric}; the {rule} valid result counts)")
+        if not k.rows:
+            out.print("  no submissions yet")
+            continue
+        table = _table("", "job", "by", "submitted", "state", k.metric, "note")
+        for r in k.rows:
+            valid = "" if r.valid is None else ("valid" if r.valid else "invalid")
+            note = "; ".join(x for x in (valid, r.note) if x) or "-"
+            table.add_row("*" if r.counts else "", r.job_id, r.username, _when(r.submitted_at), r.state,
+                          _value(r.value), note)
+        out.print(table)
+    return 0
+
+
+COMMANDS = (ranking, history, submitted)

@@ -1,0 +1,213 @@
+"""raid's side of ranked submissions (`rai submit --submit KIND`): the project's build spec replaces the
+submitter's `rai_build.yml`, its required files are checked in the archive, and the result is read from
+what the job itself produced under that spec and recorded as a ranking entry.
+
+Nothing a client sends can set a ranking: the client sends only a tar and the kind's name. The result
+comes from the /build archive raid copied out of the container, or from the job's output as raid
+captured it from the container (not read back from the Redis log stream, which clients can write to).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tarfile
+from collections import deque
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rai.backends import Backends
+from rai.config import Config
+from rai.errors import UserError
+from rai.models import JobRecord, JobRequest, JobState, RankingEntry
+from rai.projects import PUBLIC_KEY, PublicProjects, RankedKind, as_number, lookup
+from raid.verify import Refused
+
+log = logging.getLogger("raid.ranking")
+
+CAPTURE_LIMIT = 8 * 1024 * 1024  # bytes of the job's output kept for result patterns (the last ones)
+RESULT_FILE_LIMIT = 1024 * 1024  # a result file larger than this is not read
+DETAILS_LIMIT = 16 * 1024  # result values kept in an entry's details, as JSON
+
+
+class RankedSubmissions:
+    """Shared by every worker slot of a node; `open` gives the per-job `RankedRun` of a ranked submission."""
+
+    def __init__(self, config: Config, backends: Backends):
+        self.config = config
+        self.b = backends
+
+    def publish(self) -> None:
+        """Put the public part of `projects:` (kinds, required files, metric, enforced spec) where clients read it."""
+        public = PublicProjects.from_config(self.config.projects)
+        self.b.redis.set(PUBLIC_KEY, public.model_dump_json())
+
+    def resolve(self, submission: str) -> RankedKind:
+        try:
+            project, kind = PublicProjects.from_config(self.config.projects).resolve(submission)
+        except UserError as e:
+            raise Refused("refused: " + e.message.replace("--submit ", "submission ", 1)
+                          + (f" ({e.hint})" if e.hint else "")) from None
+        return self.config.projects[project].kind(project, kind.kind)
+
+    def open(self, req: JobRequest, record: JobRecord) -> RankedRun | None:
+        """None for an ordinary job; for a ranked one, the run (its `spec` replaces the user's). Raises
+        Refused for a kind this server does not have."""
+        if not req.submission:
+            return None
+        kind = self.resolve(req.submission)
+        record.project, record.submission, record.image = kind.project, kind.kind, kind.spec.rai.image
+        return RankedRun(kind, self.b, req, record)
+
+
+class OutputTap:
+    """Passes a job's output on to the log writer and keeps the last CAPTURE_LIMIT bytes of the streams asked."""
+
+    def __init__(self, writer, streams: tuple[str, ...], limit: int = CAPTURE_LIMIT):
+        self.writer = writer
+        self.streams = streams
+        self.limit = limit
+        self.captured = bytearray()
+
+    def output(self, kind: str, data: bytes) -> None:
+        self.writer.output(kind, data)
+        if getattr(kind, "value", kind) in self.streams:
+            self.captured += data
+            if len(self.captured) > 2 * self.limit:  # trim now and then, not on every chunk
+                del self.captured[:-self.limit]
+
+    def status(self, text: str) -> None:
+        self.writer.status(text)
+
+    def text(self) -> str:
+        return bytes(self.captured[-self.limit:]).decode("utf-8", errors="replace")
+
+
+class RankedRun:
+    """One ranked job: checks its archive, taps its output, and records its ranking entry at the end."""
+
+    def __init__(self, kind: RankedKind, backends: Backends, req: JobRequest, record: JobRecord):
+        self.kind = kind
+        self.b = backends
+        self.req = req
+        self.record = record
+        self.tap: OutputTap | None = None
+
+    @property
+    def spec(self):
+        return self.kind.spec
+
+    def check_source(self, source_tar: Path) -> None:
+        """Raise Refused when the project archive lacks one of the kind's required files (or holds it empty)."""
+        if not self.kind.required_files:
+            return
+        present = set()
+        with tarfile.open(source_tar, mode="r:") as tar:
+            for m in tar:
+                if m.isfile() and m.size > 0:
+                    present.add(PurePosixPath(m.name.removeprefix("./")).as_posix())
+        missing = [f for f in self.kind.required_files if f not in present]
+        if missing:
+            raise Refused(f"refused: a {self.kind.kind} submission of {self.kind.project} needs "
+                          f"{', '.join(missing)} in the project folder, and the upload has none; "
+                          "add it and submit again")
+
+    def watch(self, writer) -> OutputTap:
+        """The sink the executor writes the job's output to (it goes on to `writer`)."""
+        streams = {"stdout": ("stdout",), "stderr": ("stderr",), "both": ("stdout", "stderr")}[self.kind.result.stream]
+        writer.status(f"ranked submission {self.kind.name}: the project's build spec runs "
+                      "(your rai_build.yml is not used)")
+        self.tap = OutputTap(writer, streams)
+        return self.tap
+
+    def record_result(self, state: JobState, build_tar: Path) -> str:
+        """Read the result, save the ranking entry; returns a line for the job's end message. Never raises."""
+        try:
+            return self._record(state, build_tar)
+        except Exception as e:  # the job's own end must not suffer from this
+            log.exception("ranking job %s failed", self.req.job_id)
+            return f"{self.kind.name}: not ranked: the server could not record the result ({type(e).__name__}); " \
+                   "ask your course staff"
+
+    def _record(self, state: JobState, build_tar: Path) -> str:
+        k = self.kind
+        values, problem = self.read_values(build_tar)
+        if values is None:
+            return f"{k.name}: not ranked: {problem}"
+        raw = lookup(values, k.metric)
+        value = as_number(raw)
+        if value is None:
+            why = "is missing from the result" if raw is None else f"is {raw!r}, not a number"
+            return f"{k.name}: not ranked: {k.metric} {why}"
+        reasons = [] if state == JobState.succeeded else [f"the job ended {state.value}"]
+        reasons += [p for key, rule in k.valid.items() if (p := rule.problem(key, lookup(values, key)))]
+        details: dict[str, Any] = {"result": values}
+        if len(json.dumps(values, default=str)) > DETAILS_LIMIT:
+            details = {"result": {key: lookup(values, key) for key in (k.metric, *k.valid)}}
+        if reasons:
+            details["invalid"] = reasons
+        entry = RankingEntry(project=k.project, kind=k.kind, job_id=self.req.job_id, username=self.record.username,
+                             team=self.record.team or self.record.username, metric=k.metric, value=value,
+                             valid=not reasons, details=details)
+        self.b.db.save_ranking(entry)
+        log.info("job %s: %s %s = %g (%s)", self.req.job_id, k.name, k.metric, value,
+                 "valid" if not reasons else "; ".join(reasons))
+        if reasons:
+            return f"{k.name}: {k.metric} = {value:g}, not ranked: {'; '.join(reasons)}"
+        return f"{k.name}: {k.metric} = {value:g}, ranked (see `rai ranking`)"
+
+    def read_values(self, build_tar: Path) -> tuple[dict[str, Any] | None, str]:
+        """The result values, or None and why there are none."""
+        source = self.kind.result
+        if source.file is not None:
+            return read_result_file(build_tar, source.file)
+        text = self.tap.text() if self.tap is not None else ""
+        values = match_patterns(source.patterns, text)
+        if not values:
+            return None, "no line of the output matches the result patterns"
+        return values, ""
+
+
+def read_result_file(build_tar: Path, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The JSON object at /build/`name` in the job's /build archive (paths `build/...`)."""
+    if not build_tar.exists():
+        return None, "/build could not be copied from the container"
+    wanted = f"build/{name}"
+    try:
+        with tarfile.open(build_tar, mode="r:") as tar:
+            for m in tar:
+                if PurePosixPath(m.name.removeprefix("./")).as_posix() != wanted:
+                    continue
+                if not m.isfile():
+                    return None, f"/build/{name} is not a regular file"
+                if m.size > RESULT_FILE_LIMIT:
+                    return None, f"/build/{name} is larger than {RESULT_FILE_LIMIT // 1024} KiB"
+                f = tar.extractfile(m)
+                data = f.read() if f is not None else b""
+                break
+            else:
+                return None, f"the job wrote no /build/{name}"
+    except tarfile.TarError as e:
+        return None, f"the /build archive cannot be read ({e})"
+    try:
+        values = json.loads(data)
+    except ValueError as e:
+        return None, f"/build/{name} is not valid JSON ({e})"
+    if not isinstance(values, dict):
+        return None, f"/build/{name} must hold a JSON object"
+    return values, ""
+
+
+def match_patterns(patterns: list[str], text: str) -> dict[str, Any]:
+    """Named groups of each pattern's last match in `text`; numbers become floats."""
+    values: dict[str, Any] = {}
+    for p in patterns:
+        last = deque(re.finditer(p, text, re.MULTILINE), maxlen=1)
+        if not last:
+            continue
+        for name, raw in last[0].groupdict().items():
+            if raw is not None:
+                number = as_number(raw)
+                values[name] = number if number is not None else raw
+    return values
