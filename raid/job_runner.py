@@ -41,13 +41,14 @@ class JobRunner:
     """Runs claimed jobs on this node; one instance shared by every worker slot."""
 
     def __init__(self, backends: Backends, executor: Executor, node: str, stopping: threading.Event,
-                 on_result: Callable[[JobRecord, JobSpec | None], None] | None = None):
+                 on_result: Callable[[JobRecord, JobSpec | None], None] | None = None, submissions=None):
         self.b = backends
         self.cfg = backends.config
         self.executor = executor
         self.node = node
         self.stopping_hard = stopping  # set when running jobs must be handed back now
         self.on_result = on_result
+        self.submissions = submissions  # raid.ranking.RankedSubmissions: ranked submissions' spec, checks, result
         self._starting = threading.Lock()  # count-then-mark-running for jobs_at_once, one slot at a time
         self._waiting: dict[str, float] = {}  # job id -> when this node last sent it back to wait its turn
 
@@ -186,6 +187,9 @@ class JobRunner:
             writer.status(f"attempt {claimed.attempts} of {max_attempts} (the previous node stopped)")
         account = verify_request(req, self.b.accounts, self.cfg.raid.max_request_age)
         spec = parse_spec(req.spec, "the job's rai_build.yml")
+        ranked = self.submissions.open(req, record) if self.submissions is not None else None
+        if ranked is not None:
+            spec = ranked.spec  # the project's build spec replaces the submitter's
         limits = role_limits(self.cfg, account, spec, req.queue)
         if spec.resources.limits.time and spec.resources.limits.time > limits.time:
             writer.status(f"time limit capped to {format_duration(limits.time)} by the server")
@@ -215,6 +219,8 @@ class JobRunner:
                 raise Refused("refused: the uploaded archive does not match the signed request")
             source_tar = tmpdir / "src.tar"
             zstd_to_tar(upload, source_tar)
+            if ranked is not None:
+                ranked.check_source(source_tar)
             self.executor.ensure_image(spec.rai.image, writer)
             build_tar = tmpdir / "build.tar"
             run_spec = RunSpec(
@@ -224,7 +230,8 @@ class JobRunner:
                 labels={"rai.node": self.node, "rai.user": req.username},
                 output_limit=self.cfg.docker.output_limit, nofile=self.cfg.docker.nofile, nproc=self.cfg.docker.nproc,
             )
-            result = self.executor.run(run_spec, writer, lambda: self._cancel_reason(req.job_id), build_tar)
+            sink = ranked.watch(writer) if ranked is not None else writer
+            result = self.executor.run(run_spec, sink, lambda: self._cancel_reason(req.job_id), build_tar)
             if result.message == "handback" or (result.state == JobState.cancelled and self.stopping_hard.is_set()):
                 raise HandBack()
             end = JobEnd(state=result.state, exit_code=result.exit_code, duration=round(result.duration, 3),
@@ -238,6 +245,8 @@ class JobRunner:
                 end.output_url = self.b.store.url(key)
                 if result.output_truncated:
                     end.message += f" (outputs truncated at {format_size(self.cfg.docker.output_limit)})"
+            if ranked is not None:
+                end.message += "; " + ranked.record_result(result.state, build_tar)
             return spec, end
 
     def _work_dir(self) -> str:
