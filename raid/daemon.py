@@ -18,6 +18,8 @@ from rai.models import utcnow
 from raid.executor import Executor
 from raid.heartbeat import Heartbeat
 from raid.job_runner import JobRunner
+from raid.queries import QueryServer
+from raid.ranking import RankedSubmissions
 
 log = logging.getLogger("raid")
 
@@ -36,18 +38,13 @@ class Daemon:
         self.running: dict[int, str] = {}
         self._lock = threading.Lock()
         self.executor = executor or Executor.from_config(config.docker)
-        self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, on_result=self._on_result)
+        self.submissions = RankedSubmissions(config, self.b)  # ranked submissions: enforced spec, result, ranking
+        self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions)
+        self.queries = QueryServer(config, self.b, self.node)  # students' signed questions: ranking, history
         self.heartbeat = Heartbeat(self)
         self.vendor = None  # a CredentialVendor when this node vends clients' upload credentials (S3)
         self.started_at = utcnow()
         self._threads: list[threading.Thread] = []
-
-    def _on_result(self, record, spec) -> None:
-        try:
-            from raid.ranking import record_ranking
-        except ImportError:
-            return
-        record_ranking(self.config, self.b, record, spec)
 
     def running_jobs(self) -> list[str]:
         with self._lock:
@@ -64,6 +61,8 @@ class Daemon:
         if removed:
             log.warning("removed %d containers left by a previous run of this node", removed)
         self.heartbeat.start()
+        self.submissions.publish()
+        self.queries.start()
         if self.config.store.provider == "s3" and self.config.store.upload_role_arn:
             from rai.backends.sts import CredentialVendor
 
@@ -119,6 +118,7 @@ class Daemon:
         for t in self._threads:
             t.join(timeout=30)
         self.heartbeat.stop()
+        self.queries.stop()
         if self.vendor is not None:
             self.vendor.stop()
 
