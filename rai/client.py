@@ -14,8 +14,9 @@ from rai.backends.store import upload_key
 from rai.errors import NotFound, UserError
 from rai.models import CancelRequest, JobRecord, JobRequest, JobState, LogEntry, new_job_id, utcnow
 from rai.profile import Profile
+from rai.projects import check_submission, published_projects
 from rai.signing import sign
-from rai.spec import JobSpec, load_spec
+from rai.spec import JobSpec, load_spec, parse_spec
 
 
 @dataclass
@@ -60,6 +61,11 @@ class Client:
 
         `upload_progress(bytes_just_sent, total)` is called as the archive goes up (from several threads on S3)."""
         directory = Path(directory)
+        if submission:  # a ranked submission: refused here, before any upload, for an unknown kind or a missing file
+            _project, kind = check_submission(published_projects(self.b.redis, self.b.config.projects), directory,
+                                              submission)
+            if spec is None and kind.spec is not None:
+                spec = parse_spec(kind.spec, f"the build spec of {submission}")  # what raid will run
         spec = spec or load_spec(directory)
         queue = queue or self.b.config.broker.queue or f"rai_{spec.resources.cpu.architecture}"
         job_id = new_job_id()
@@ -130,6 +136,13 @@ class Client:
         sign(req, self.profile.secret_key)
         self.b.live.request_cancel(req)
         return record
+
+    def ask(self, what: str, project: str | None = None, kind: str | None = None, limit: int = 10):
+        """A signed question to the servers: `ranking`, `history` or `submitted` (rai/queries.py)."""
+        from rai.queries import ask
+
+        return ask(self.b.redis, self.profile.access_key, self.profile.username, self.profile.secret_key, what,
+                   project=project, kind=kind, limit=limit)
 
     def download_outputs(self, job_id: str, dest: Path, record: JobRecord | None = None,
                          output_key: str | None = None) -> int:
