@@ -16,6 +16,7 @@ from rich.console import Console
 
 from rai import __version__
 from rai.backends import Backends
+from rai.cli_ranking import COMMANDS as RANKING_COMMANDS
 from rai.cli_support import run_cli
 from rai.client import Client
 from rai.config import load_config
@@ -239,6 +240,10 @@ def version() -> int:
     """Print the client's version."""
     click.echo(f"rai {__version__}")
     return 0
+
+
+for _command in RANKING_COMMANDS:  # ranking, history, submitted
+    cli.add_command(_command)
 
 
 def main() -> None:
