@@ -110,6 +110,9 @@ class CredentialsRun:
     config: Config
     dry_run: bool = False
     mailed: set[str] = field(default_factory=set)
+    give_up_after: int = 3  # failures in a row: the mailer itself is down, stop trying the rest of the class
+    failures_in_a_row: int = 0
+    last_error: str = ""
 
     @classmethod
     def from_backends(cls, backends, dry_run: bool = False) -> CredentialsRun:
@@ -128,10 +131,16 @@ class CredentialsRun:
         self.mailed.add(key)
         if self.dry_run:
             return SendOutcome(account.username, account.email, "would send")
+        if self.failures_in_a_row >= self.give_up_after:
+            return SendOutcome(account.username, account.email, "failed",
+                               f"not tried: the last {self.failures_in_a_row} mails failed ({self.last_error})")
         try:
             self.mailer.send(mail)
         except MailError as e:
+            self.failures_in_a_row += 1
+            self.last_error = str(e)
             return SendOutcome(account.username, account.email, "failed", str(e))
+        self.failures_in_a_row = 0
         # Re-read: the account may have been revoked or rotated while the mail was going out.
         fresh = self.accounts.get(account.username)
         if fresh is not None and fresh.secret_key == account.secret_key:

@@ -132,9 +132,16 @@ def test_wrong_mailgun_key_fails_each_student_without_retry(keygen_env, fake_mai
     code, out, err = keygen_env.keygen("import", str(ROSTER), "--send")
     assert code == 1
     assert counts(out) == {"created": 4, "existing": 0, "skipped": 4, "sent": 0, "failed": 4}
-    assert out.count("Mailgun refused the API key (401)") == 4
-    assert len(fake_mailgun.requests) == 4  # one try each
+    assert out.count("Mailgun refused the API key (401)") == 4  # 3 tried, then the 4th not tried for it
+    assert "not tried: the last 3 mails failed" in out
+    assert len(fake_mailgun.requests) == 3  # one try each, and no more once the mailer is plainly down
     assert "key-not-the-right-one" not in out + err
+
+    keygen_env.use_mailgun(fake_mailgun)  # the key fixed: --resend mails all four, once each
+    code, out, err = keygen_env.keygen("import", str(ROSTER), "--resend")
+    assert counts(out) == {"created": 0, "existing": 4, "skipped": 4, "sent": 4, "failed": 0}
+    assert sorted(m.field("to") for m in fake_mailgun.messages) == [
+        "ada@example.edu", "alan@example.edu", "claude@example.edu", "dmr@example.edu"]
 
 
 def test_no_student_is_mailed_twice_in_one_run(keygen_env):
