@@ -17,6 +17,7 @@ from typing import IO
 
 from rai.config import Config, data_dir
 from rai.models import RankingEntry
+from rai.projects import ProjectConfig, RankedKind, pick_kind
 
 _ADJECTIVES = (
     "amber", "arctic", "azure", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crimson", "daring",
@@ -109,6 +110,30 @@ def standings(entries: Iterable[RankingEntry], lower_is_better: bool = True, cou
         rank = rows[-1].rank if rows and rows[-1].entry.value == entry.value else i + 1
         rows.append(Standing(rank, team, entry, n))
     return rows
+
+
+@dataclass
+class Board:
+    """A leaderboard as staff see it: real team names, every entry kept for the record."""
+
+    kind: RankedKind
+    rows: list[Standing]
+    entries: list[RankingEntry]  # all of the kind's entries, valid or not
+
+
+def load_board(db, projects: dict[str, ProjectConfig], project: str | None = None, kind: str | None = None) -> Board:
+    """The leaderboard of `project`/`kind` (defaults: the only project, its last kind) from the database."""
+    rk = pick_kind(projects, project, kind)
+    entries = db.list_rankings(rk.project, rk.kind)
+    return Board(rk, standings(entries, rk.lower_is_better, rk.counts), entries)
+
+
+def team_members(accounts) -> dict[str, list[str]]:
+    """team → its members' usernames; a user in no team is a team of one under their username."""
+    members: dict[str, list[str]] = {}
+    for a in accounts.list():
+        members.setdefault(a.team or a.username, []).append(a.username)
+    return members
 
 
 CSV_COLUMNS = ("project", "kind", "rank", "team", "label", "members", "metric", "value", "valid", "counts",

@@ -355,3 +355,27 @@ def check_submission(public: PublicProjects, directory: Path, submission: str) -
                  "then submit again",
         )
     return project, kind
+
+
+def pick_project(projects: dict[str, ProjectConfig], project: str | None) -> str:
+    """The project asked for, or the only one; a UserError listing them otherwise."""
+    if not projects:
+        raise UserError("this rai installation has no ranked projects", hint="see projects: in the README")
+    if project is None:
+        if len(projects) > 1:
+            raise UserError("there are several ranked projects", hint=f"say which with --project: "
+                            f"{', '.join(sorted(projects))}")
+        return next(iter(projects))
+    if project not in projects:
+        raise UserError(f"no ranked project {project!r}", hint=f"the projects are: {', '.join(sorted(projects))}")
+    return project
+
+
+def pick_kind(projects: dict[str, ProjectConfig], project: str | None, kind: str | None) -> RankedKind:
+    """A leaderboard's kind: the one asked for, or the project's last (e.g. final)."""
+    name = pick_project(projects, project)
+    p = projects[name]
+    kind = kind or list(p.kinds)[-1]
+    if kind not in p.kinds:
+        raise UserError(f"project {name} has no submission kind {kind!r}", hint=f"its kinds are: {', '.join(p.kinds)}")
+    return p.kind(name, kind)

@@ -15,6 +15,7 @@ from rai.config import Config
 from rai.errors import AuthError, UserError
 from rai.leaderboard import counting_entries, label_secret, standings, team_label
 from rai.models import Account, JobRecord, Query, RankingEntry, utcnow
+from rai.projects import pick_kind, pick_project
 from rai.queries import (
     GROUP,
     MAX_QUERY_AGE,
@@ -153,35 +154,15 @@ class QueryServer:
 
     # --- the answers ---------------------------------------------------------------------------
 
-    def _project(self, project: str | None) -> str:
-        projects = self.config.projects
-        if not projects:
-            raise UserError("this rai installation has no ranked projects")
-        if project is None:
-            if len(projects) > 1:
-                raise UserError("there are several ranked projects", hint=f"say which with --project: "
-                                f"{', '.join(sorted(projects))}")
-            return next(iter(projects))
-        if project not in projects:
-            raise UserError(f"no ranked project {project!r}", hint=f"the projects are: {', '.join(sorted(projects))}")
-        return project
-
     def _label(self, team: str) -> str:
         if self._secret is None:
             self._secret = label_secret(self.config)
         return team_label(self._secret, team)
 
     def leaderboard(self, account: Account, project: str | None, kind: str | None, limit: int) -> Leaderboard:
-        project = self._project(project)
-        p = self.config.projects[project]
-        kinds = list(p.kinds)
-        kind = kind or kinds[-1]
-        if kind not in p.kinds:
-            raise UserError(f"project {project} has no submission kind {kind!r}", hint=f"its kinds are: "
-                            f"{', '.join(kinds)}")
-        rk = p.kind(project, kind)
+        rk = pick_kind(self.config.projects, project, kind)
         mine = account.team or account.username
-        rows = standings(self.b.db.list_rankings(project, kind), rk.lower_is_better, rk.counts)
+        rows = standings(self.b.db.list_rankings(rk.project, rk.kind), rk.lower_is_better, rk.counts)
 
         def row(s) -> LeaderRow:
             yours = s.team == mine
@@ -189,7 +170,8 @@ class QueryServer:
                              value=s.entry.value, at=s.entry.at, valid_results=s.valid_results)
 
         yours = next((row(s) for s in rows if s.team == mine), None)
-        return Leaderboard(project=project, kind=kind, kinds=kinds, metric=rk.metric,
+        return Leaderboard(project=rk.project, kind=rk.kind, kinds=list(self.config.projects[rk.project].kinds),
+                           metric=rk.metric,
                            lower_is_better=rk.lower_is_better, counts=rk.counts, teams=len(rows),
                            rows=[row(s) for s in rows[:limit]], yours=yours)
 
@@ -214,7 +196,8 @@ class QueryServer:
         return History(username=account.username, rows=rows)
 
     def submitted(self, account: Account, project: str | None, kind: str | None, limit: int) -> Submitted:
-        projects = [self._project(project)] if project or len(self.config.projects) <= 1 else list(self.config.projects)
+        every = list(self.config.projects)
+        projects = [pick_project(self.config.projects, project)] if project or len(every) <= 1 else every
         mine = account.team or account.username
         who = {"team": account.team} if account.team else {"username": account.username}
         out = Submitted(team=account.team)

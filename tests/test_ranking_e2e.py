@@ -7,7 +7,10 @@ each test ranks in its own submission kind so the tests do not see each other's 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import sys
 import time
 
 import pytest
@@ -33,7 +36,8 @@ JSON_PROJECT = {
     "metric": "timing.op_time",
     "lower_is_better": True,
     "valid": {"correctness": {"min": 1}},
-    "kinds": {"m1": {}, "cli": {}, "forged": {}, "history": {}, "final": {"required_files": ["report.pdf"]}},
+    "kinds": {"m1": {}, "cli": {}, "forged": {}, "history": {}, "grading": {},
+              "final": {"required_files": ["report.pdf"]}},
 }
 REGEX_PROJECT = {
     "spec": {"rai": {"image": TEST_IMAGE}, "commands": {"build": ["sh /src/solve.sh"]}},
@@ -235,3 +239,31 @@ def test_queries_are_verified_like_jobs(env):
     started = time.monotonic()
     assert ask(r, ada.access_key, ada.username, ada.secret_key, "history").username == "ada"
     assert time.monotonic() - started < 5
+
+
+def admin(env: RaiEnv, *args: str):
+    return env.run(sys.executable, "-c", "from raid.admin_cli import main; main()", *args)
+
+
+def test_staff_export_the_leaderboard_as_csv_with_real_team_names(env, tmp_path):
+    jobs = [submit(env, "ada", solver(env, "g-ada", time_=2), "conv/grading"),
+            submit(env, "cy", solver(env, "g-cy", time_=1), "conv/grading"),
+            submit(env, "bob", solver(env, "g-bob", answer=0, time_=0.1), "conv/grading")]
+    finish(env, *jobs)
+    out = tmp_path / "grading.csv"
+    r = admin(env, "ranking", "export", "--project", "conv", "--kind", "grading", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(row["rank"], row["team"], row["members"], row["value"]) for row in rows] == [
+        ("1", "t3", "cy", "1.0"), ("2", "t1", "ada ana", "2.0")]
+    assert rows[0]["job_id"] == jobs[1] and rows[0]["label"] == team_label(APP_SECRET, "t3")
+    r = admin(env, "ranking", "export", "--project", "conv", "--kind", "grading", "--all", "-o", "-")
+    every = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(every) == 3 and [row["counts"] for row in every] == ["yes", "yes", "no"]
+    assert every[2]["valid"] == "no" and "correctness" in every[2]["details"]
+    shown = admin(env, "ranking", "show", "--project", "conv", "--kind", "grading")
+    assert shown.returncode == 0 and "t3" in shown.stdout and "ada ana" in shown.stdout
+    bad = admin(env, "ranking", "export", "--kind", "grading", "-o", "-")
+    assert bad.returncode == 2 and "several ranked projects" in bad.stderr and "Traceback" not in bad.stderr
+    listed = admin(env, "projects")
+    assert listed.returncode == 0 and "conv/final" in listed.stdout and "report.pdf" in listed.stdout

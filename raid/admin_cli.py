@@ -1,0 +1,118 @@
+"""`rai-admin`: staff commands on the server side that are not about accounts (those are `rai-keygen`).
+
+Reads the database with the server's config, so it shows real team names.
+
+    rai-admin projects                                              the ranked projects the config defines
+    rai-admin ranking show   [--project P] [--kind K] [-n N]        the leaderboard with real team names
+    rai-admin ranking export [--project P] [--kind K] [--all] -o FILE.csv   for grading (-o - : stdout)
+
+Exit codes: 0 done, 2 bad input, 3 a service does not answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from rai.backends import Backends
+from rai.cli_support import run_cli
+from rai.config import load_config
+from rai.leaderboard import label_secret, load_board, team_label, team_members, write_csv
+from rai.projects import ranked_kinds
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RAI_CONFIG", help="config file (default ~/.rai_config.yml)")
+@click.pass_context
+def cli(ctx: click.Context, config_path) -> None:
+    """Staff commands: ranked projects and their leaderboards."""
+    ctx.obj = Backends(load_config(config_path))
+
+
+@cli.command()
+@click.pass_obj
+def projects(b: Backends) -> int:
+    """List the ranked projects and kinds the config defines (and so checks it)."""
+    kinds = ranked_kinds(b.config.projects)
+    if not kinds:
+        err.print("no ranked projects: add a projects: section to the config (see the README)")
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for c in ("kind", "image", "commands", "required files", "result", "metric", "valid when", "counts"):
+        table.add_column(c)
+    for k in kinds:
+        source = (f"/build/{k.result.file}" if k.result.file
+                  else f"{len(k.result.patterns)} patterns ({k.result.stream})")
+        rules = ", ".join(f"{key} {_rule(c)}" for key, c in k.valid.items()) or "-"
+        table.add_row(k.name, k.spec.rai.image, str(len(k.spec.commands.build)), ", ".join(k.required_files) or "-",
+                      source, f"{k.metric} ({'lower' if k.lower_is_better else 'higher'} is better)", rules, k.counts)
+    out.print(table)
+    return 0
+
+
+def _rule(c) -> str:
+    parts = [f"≥ {c.min:g}" if c.min is not None else "", f"≤ {c.max:g}" if c.max is not None else "",
+             f"= {c.equals}" if c.equals is not None else ""]
+    return " and ".join(p for p in parts if p)
+
+
+@cli.group()
+def ranking() -> None:
+    """Leaderboards with real team names: show, export for grading."""
+
+
+@ranking.command()
+@click.option("--project", help="the ranked project (needed when there are several)")
+@click.option("--kind", help="the submission kind (default the project's last)")
+@click.option("-n", "limit", type=click.IntRange(1), help="only the first N teams")
+@click.pass_obj
+def show(b: Backends, project, kind, limit) -> int:
+    """The leaderboard with real team names, their members and anonymous labels."""
+    board = load_board(b.db, b.config.projects, project, kind)
+    k = board.kind
+    members = team_members(b.accounts)
+    secret = label_secret(b.config)
+    out.print(f"[bold]{k.name}[/] — {k.metric}, {'lower' if k.lower_is_better else 'higher'} is better; "
+              f"{len(board.rows)} teams ranked, {len(board.entries)} results recorded")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for c in ("rank", "team", "members", k.metric, "results", "job", "by", "recorded", "label"):
+        table.add_column(c, justify="right" if c in ("rank", "results") else "left", no_wrap=c != "members")
+    for s in board.rows[:limit]:
+        table.add_row(str(s.rank), s.team, " ".join(members.get(s.team, [])), f"{s.entry.value:g}",
+                      str(s.valid_results), s.entry.job_id, s.entry.username,
+                      s.entry.at.strftime("%Y-%m-%d %H:%M"), team_label(secret, s.team))
+    out.print(table)
+    return 0
+
+
+@ranking.command()
+@click.option("--project", help="the ranked project (needed when there are several)")
+@click.option("--kind", help="the submission kind (default the project's last)")
+@click.option("-o", "--output", required=True, help="the CSV file to write; - for stdout")
+@click.option("--all", "every", is_flag=True, help="every recorded result (valid or not), not one row per team")
+@click.pass_obj
+def export(b: Backends, project, kind, output, every) -> int:
+    """Write the leaderboard as CSV for grading: rank, team, members, value, job, ... one row per team."""
+    board = load_board(b.db, b.config.projects, project, kind)
+    args = dict(entries=board.entries if every else None, label_secret=label_secret(b.config),
+                members=team_members(b.accounts))
+    if output == "-":
+        write_csv(sys.stdout, board.kind.project, board.kind.kind, board.rows, **args)
+        return 0
+    path = Path(output)
+    with open(path, "w", newline="") as f:
+        n = write_csv(f, board.kind.project, board.kind.kind, board.rows, **args)
+    err.print(f"{n} rows of {board.kind.name} written to {path}")
+    return 0
+
+
+def main() -> None:
+    run_cli(cli)
