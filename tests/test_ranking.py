@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rai.config import Config, load_config
 from rai.errors import AuthError, UserError
@@ -230,3 +231,12 @@ def test_replies_are_sealed_to_the_asker():
     with pytest.raises(AuthError):
         unseal("secret", "q2", box)
     assert "answer" not in box
+
+
+def test_the_readme_example_of_projects_loads():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b.split("\n", 1)[1] for b in readme.split("```yaml")[1:] if "projects:" in b.split("```")[0])
+    cfg = Config.model_validate(yaml.safe_load(block.split("```")[0]))
+    final = cfg.projects["conv"].kind("conv", "final")
+    assert final.required_files == ["report.pdf"] and final.metric == "timing.op_time"
+    assert cfg.projects["conv"].kind("conv", "m1").required_files == []
