@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -19,9 +20,10 @@ from keygen.accounts import create_account
 from rai.client import Client
 from rai.errors import AuthError
 from rai.leaderboard import team_label
-from rai.models import LogEntry, LogKind
+from rai.models import LogEntry, LogKind, Query, utcnow
 from rai.profile import Profile, load_profile, write_profile
-from rai.queries import ask
+from rai.queries import QUERIES, REPLY, ask
+from rai.signing import sign
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 
 APP_SECRET = "ranking-test-app-secret"
@@ -239,6 +241,12 @@ def test_queries_are_verified_like_jobs(env):
     started = time.monotonic()
     assert ask(r, ada.access_key, ada.username, ada.secret_key, "history").username == "ada"
     assert time.monotonic() - started < 5
+    # a query whose clock is off (or a replayed old one) gets a refusal, not silence
+    old = Query(access_key=ada.access_key, username="ada", what="history", asked_at=utcnow() - timedelta(minutes=10))
+    sign(old, ada.secret_key)
+    r.xadd(QUERIES, {"q": old.to_json()})
+    reply = json.loads(r.blpop([REPLY + old.query_id], timeout=10)[1])
+    assert not reply["ok"] and "s old; check your computer's clock" in reply["error"]
 
 
 def admin(env: RaiEnv, *args: str):
