@@ -262,15 +262,18 @@ class JobRunner:
         record.output_key = end.output_key
         record.message = end.message
         record.finished_at = utcnow()
+        # Record first, publish the end entry last: whoever sees the end (rai get, rai ranking) finds the record.
         try:
-            writer.end(end)
-        finally:
-            writer.close()
             self._save(record)
-            self.b.logs.expire(req.job_id, self.cfg.pubsub.retention)
             if self.on_result is not None:
                 try:
                     self.on_result(record, spec)
                 except Exception:
                     log.exception("recording the result of %s failed", req.job_id)
+        finally:
+            try:
+                writer.end(end)
+            finally:
+                writer.close()
+                self.b.logs.expire(req.job_id, self.cfg.pubsub.retention)
         log.info("job %s %s exit=%s %.2fs", req.job_id, end.state.value, end.exit_code, end.duration)
