@@ -11,6 +11,7 @@ VIEWS: tuple[str, ...] = (
     "raitui.views.queue:QueueView",
     "raitui.views.nodes:NodesView",
     "raitui.views.daemon:DaemonView",
+    "raitui.views.accounts:AccountsView",
     "raitui.views.rankings:RankingsView",
 )
 
