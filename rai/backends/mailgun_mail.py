@@ -45,7 +45,7 @@ class _Client(Mailgun):
 
 class MailgunMailer:
     def __init__(self, config: EmailConfig, *, attempts: int = 5, backoff: float = 1.0, max_wait: float = 60.0,
-                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep):
+                 timeout: float = 30.0, sleep: Callable[[float], None] | None = None):
         if not config.domain or not config.api_key:
             raise UserError("the mailgun mail provider needs email.domain and email.api_key in the config",
                             hint="or use `email: {provider: outbox}` to write .eml files instead")
@@ -56,7 +56,7 @@ class MailgunMailer:
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.max_wait = max_wait
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
 
     def send(self, mail: Mail) -> None:
         attachments = [(name, content_type(name), content) for name, content in mail.attachments]
