@@ -135,7 +135,8 @@ def cli(ctx: click.Context, config_path, profile, project) -> int | None:
 @click.option("--queue", help="queue to submit to (default rai_<architecture of the spec>)")
 @click.option("--no-follow", is_flag=True, help="enqueue, print the job id alone and return")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="download /build into this folder at the end")
-@click.option("--submit", "submission", help="ranked submission kind (e.g. m1, final)")
+@click.option("--submit", "submission",
+              help="a ranked submission of this kind (m1, final, or project/kind): the project's own spec runs")
 @click.pass_obj
 def submit(obj: Context, project: Path, queue, no_follow, output, submission) -> int:
     """Upload PROJECT, run it, and print its output live."""
