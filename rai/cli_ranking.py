@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rai.units import format_duration
 
@@ -31,11 +33,18 @@ def _value(v: float | None) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-def _table(*columns: str) -> Table:
+def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Every column as wide as its widest cell; only the last (a message) is cut to fit the terminal."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for c in columns:
-        table.add_column(c, justify="right" if c in ("rank", "results") else "left", no_wrap=True)
-    return table
+    widths = [max([len(Text.from_markup(c).plain), *(len(Text.from_markup(r[i]).plain) for r in rows)])
+              for i, c in enumerate(columns)]
+    widths[-1] = min(widths[-1], max(12, out.width - sum(w + 3 for w in widths[:-1])))
+    for c, width in zip(columns, widths, strict=True):
+        table.add_column(c, justify="right" if c in ("rank", "results") else "left", no_wrap=True,
+                         width=width, overflow="ellipsis")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
 
 
 def _print_json(answer) -> None:
@@ -56,20 +65,19 @@ def ranking(obj, project, kind, limit, as_json) -> int:
         return 0
     order = "lower is better" if board.lower_is_better else "higher is better"
     rule = "best" if board.counts == "best" else "latest"
-    out.print(f"[bold]{board.project} {board.kind}[/] — {board.metric}, {order}; each team's {rule} valid result; "
+    out.print(f"[bold]{escape(board.project)} {escape(board.kind)}[/] — {escape(board.metric)}, {order}; "
+              f"each team's {rule} valid result; "
               f"{board.teams} team{'s' if board.teams != 1 else ''}")
     if not board.rows:
         out.print("no valid results yet")
         return 0
-    table = _table("rank", "team", board.metric, "results", "recorded")
-    for r in board.rows:
-        team = f"[bold]{r.team} (your team)[/]" if r.yours else r.team
-        table.add_row(str(r.rank), team, _value(r.value), str(r.valid_results), _when(r.at))
-    out.print(table)
+    rows = [(str(r.rank), f"[bold]{escape(r.team)} (your team)[/]" if r.yours else escape(r.team), _value(r.value),
+             str(r.valid_results), _when(r.at)) for r in board.rows]
+    _print_table(("rank", "team", escape(board.metric), "results", "recorded"), rows)
     if board.yours is None:
         out.print("your team has no valid result here yet")
     elif not any(r.yours for r in board.rows):
-        out.print(f"your team {board.yours.team}: rank {board.yours.rank} of {board.teams}, "
+        out.print(f"your team {escape(board.yours.team)}: rank {board.yours.rank} of {board.teams}, "
                   f"{board.metric} {_value(board.yours.value)}")
     return 0
 
@@ -87,13 +95,13 @@ def history(obj, limit, as_json) -> int:
     if not answer.rows:
         out.print(f"{answer.username} has no jobs yet")
         return 0
-    table = _table("job", "submitted", "state", "took", "kind", "result", "message")
+    rows = []
     for r in answer.rows:
         kind = f"{r.project}/{r.submission}" if r.project else (r.submission or "-")
         result = "-" if r.value is None else f"{r.metric} {_value(r.value)}" + ("" if r.valid else " (invalid)")
-        table.add_row(r.job_id, _when(r.submitted_at), r.state, format_duration(r.duration), kind, result,
-                      r.message or "-")
-    out.print(table)
+        rows.append((r.job_id, _when(r.submitted_at), r.state, format_duration(r.duration), escape(kind),
+                     escape(result), escape(r.message.replace("\n", " ")) or "-"))
+    _print_table(("job", "submitted", "state", "took", "kind", "result", "message"), rows)
     return 0
 
 
@@ -110,20 +118,21 @@ def submitted(obj, project, kind, limit, as_json) -> int:
     if as_json:
         _print_json(answer)
         return 0
-    out.print(f"team [bold]{answer.team}[/]" if answer.team else "your submissions (you are in no team)")
+    out.print(f"team [bold]{escape(answer.team)}[/]" if answer.team else "your submissions (you are in no team)")
     for k in answer.kinds:
         rule = "best" if k.counts == "best" else "latest"
-        out.print(f"\n[bold]{k.project} {k.kind}[/] ({k.metric}; the {rule} valid result counts)")
+        out.print(f"\n[bold]{escape(k.project)} {escape(k.kind)}[/] "
+                  f"({escape(k.metric)}; the {rule} valid result counts)")
         if not k.rows:
             out.print("  no submissions yet")
             continue
-        table = _table("", "job", "by", "submitted", "state", k.metric, "note")
+        rows = []
         for r in k.rows:
             valid = "" if r.valid is None else ("valid" if r.valid else "invalid")
             note = "; ".join(x for x in (valid, r.note) if x) or "-"
-            table.add_row("*" if r.counts else "", r.job_id, r.username, _when(r.submitted_at), r.state,
-                          _value(r.value), note)
-        out.print(table)
+            rows.append(("*" if r.counts else "", r.job_id, escape(r.username), _when(r.submitted_at), r.state,
+                         _value(r.value), escape(note)))
+        _print_table(("", "job", "by", "submitted", "state", escape(k.metric), "note"), rows)
     return 0
 
 
