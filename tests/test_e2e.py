@@ -251,8 +251,8 @@ def test_failed_jobs_never_shrink_capacity(rai_env):
     for job_id in ids:
         wait_for(lambda j=job_id: status(env, ada, j)["state"] in ("failed", "error", "timeout"), 60,
                  what=f"failing job {job_id} to end")
-    sleepers = env.project(["sleep 3"], name="sleepers")
+    sleepers = env.project(["sleep 8"], name="sleepers")
     a = env.rai(ada, "submit", "--no-follow", "-p", str(sleepers)).stdout.strip()
     b = env.rai(ada, "submit", "--no-follow", "-p", str(sleepers)).stdout.strip()
     wait_for(lambda: status(env, ada, a)["state"] == "running" and status(env, ada, b)["state"] == "running",
-             30, what="both workers to run a job at once after six failures")
+             60, what="both workers to run a job at once after six failures")
