@@ -11,6 +11,7 @@ import threading
 import redis
 
 from rai.backends import Backends
+from rai.backends.auth import authenticate
 from rai.config import Config
 from rai.errors import AuthError, UserError
 from rai.leaderboard import counting_entries, label_secret, standings, team_label
@@ -31,7 +32,6 @@ from rai.queries import (
     SubmittedRow,
     seal,
 )
-from rai.signing import verify
 
 log = logging.getLogger("raid.queries")
 
@@ -125,15 +125,7 @@ class QueryServer:
         pipe.execute()
 
     def check(self, query: Query) -> Account:
-        account = self.b.accounts.by_access_key(query.access_key)
-        if account is None:
-            raise AuthError("the access key is unknown (ask your course staff for a new profile)")
-        if account.revoked:
-            raise AuthError("this key has been revoked (ask your course staff for a new profile)")
-        if not verify(query, account.secret_key):
-            raise AuthError("the query's signature does not match your key (was your profile changed?)")
-        if account.username != query.username:
-            raise AuthError("the query names a user other than the key's owner")
+        account = authenticate(self.b.accounts, query, "query")
         age = (utcnow() - query.asked_at).total_seconds()
         if abs(age) > MAX_QUERY_AGE:  # a replay, or a clock that is off (its client may still be waiting)
             when = "old" if age > 0 else "ahead of the server's clock"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rai.backends.auth import Accounts
+from rai.backends.auth import Accounts, authenticate
 from rai.config import Config, DockerConfig, RoleLimits
+from rai.errors import AuthError
 from rai.models import Account, JobRequest, utcnow
-from rai.signing import verify
 from rai.spec import JobSpec
 
 
@@ -28,15 +28,10 @@ class Limits:
 
 
 def verify_request(req: JobRequest, accounts: Accounts, max_age: float) -> Account:
-    account = accounts.by_access_key(req.access_key)
-    if account is None:
-        raise Refused("refused: the access key is unknown (ask your course staff for a new profile)")
-    if account.revoked:
-        raise Refused("refused: this key has been revoked (ask your course staff for a new profile)")
-    if not verify(req, account.secret_key):
-        raise Refused("refused: the request's signature does not match your key (was your profile changed?)")
-    if account.username != req.username:
-        raise Refused("refused: the request names a user other than the key's owner")
+    try:
+        account = authenticate(accounts, req, "request")
+    except AuthError as e:
+        raise Refused(f"refused: {e.message}") from None
     age = (utcnow() - req.submitted_at).total_seconds()
     if age > max_age:
         raise Refused(f"refused: the request is {age / 3600:.1f} hours old (stale); submit again")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from rai.errors import AuthError
 from rai.models import Account
+from rai.signing import verify
 
 
 class Accounts(Protocol):
@@ -54,3 +56,21 @@ class DatabaseAccounts:
 
     def list(self, role: str | None = None, team: str | None = None) -> list[Account]:
         return self.db.list_accounts(role=role, team=team)
+
+
+def authenticate(accounts: Accounts, message, what: str = "request") -> Account:
+    """The account that signed `message` (a job request, query, credential request...).
+
+    Raises AuthError when its key is unknown or revoked, the signature does not match, or it names
+    a user other than the key's owner. Freshness is the caller's to check: each kind has its own window.
+    """
+    account = accounts.by_access_key(message.access_key)
+    if account is None:
+        raise AuthError("the access key is unknown (ask your course staff for a new profile)")
+    if account.revoked:
+        raise AuthError("this key has been revoked (ask your course staff for a new profile)")
+    if not verify(message, account.secret_key):
+        raise AuthError(f"the {what}'s signature does not match your key (was your profile changed?)")
+    if account.username != message.username:
+        raise AuthError(f"the {what} names a user other than the key's owner")
+    return account

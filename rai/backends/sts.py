@@ -37,11 +37,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field
 
+from rai.backends.auth import authenticate
 from rai.backends.aws import AwsCredentials, make_client, translate
 from rai.config import BrokerConfig, StoreConfig
 from rai.errors import AuthError, ServiceUnavailable, UserError
 from rai.models import Message, utcnow
-from rai.signing import sign, verify
+from rai.signing import sign
 
 log = logging.getLogger("rai.sts")
 
@@ -179,15 +180,7 @@ class CredentialVendor:
         pipe.execute()
 
     def _check(self, req: CredentialRequest):
-        account = self.accounts.by_access_key(req.access_key)
-        if account is None:
-            raise AuthError("the access key is unknown (ask your course staff for a new profile)")
-        if account.revoked:
-            raise AuthError("this key has been revoked (ask your course staff for a new profile)")
-        if not verify(req, account.secret_key):
-            raise AuthError("the request's signature does not match your key (was your profile changed?)")
-        if account.username != req.username:
-            raise AuthError("the request names a user other than the key's owner")
+        account = authenticate(self.accounts, req, "request")
         age = (utcnow() - req.requested_at).total_seconds()
         if abs(age) > MAX_REQUEST_AGE:
             raise AuthError("the credential request is stale; check your computer's clock")
