@@ -6,6 +6,7 @@ it to the app; the visible view shows what changed. Nothing on the UI thread wai
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class RaiConsole(App):
         self._wake = threading.Event()
         self._last_snapshot_at = time.monotonic()
         self._quitting = False
+        self._closing = False
         for i, cls in enumerate(self.view_classes, start=1):
             if i <= 9:
                 self.bind(str(i), f"show_view('{cls.view_name}')", description=cls.title, show=False)
@@ -93,6 +95,10 @@ class RaiConsole(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # A flooding log makes many short-lived objects; full collections over everything the UI holds
+        # stalled keys for 100+ ms. Startup objects go to the permanent generation, collections come later.
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
         self.banner.display = False
         self._show_header()
         self._show_tabs()
@@ -103,6 +109,10 @@ class RaiConsole(App):
             self.call_after_refresh(self._start_raid)
         if self.first_run is not None:
             self._first_run()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        self._wake.set()  # the poll thread leaves its wait at once: exit never waits on it
 
     def view(self, name: str) -> View:
         return self.views[name]
@@ -115,7 +125,8 @@ class RaiConsole(App):
     @work(thread=True, exclusive=True, group="poll")
     def _poll(self) -> None:
         worker = get_current_worker()
-        while not worker.is_cancelled:
+        while not worker.is_cancelled and not self._closing:
+            self._wake.clear()
             try:
                 snapshot = self.data.snapshot(self.job_filter)
             except Exception as e:  # a bug in reading must not end the console: show it as an error
@@ -123,7 +134,6 @@ class RaiConsole(App):
             self.post_message(SnapshotReady(snapshot))
             failing = snapshot.redis_error or snapshot.db_error
             self._wake.wait(self.retry_interval if failing else self.poll_interval)
-            self._wake.clear()
 
     def poll_now(self) -> None:
         """Read a fresh snapshot now (after an action, or when the filter changed)."""
@@ -132,13 +142,27 @@ class RaiConsole(App):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         self._last_snapshot_at = time.monotonic()
+        if self.views_visible:
+            self.show_views()
+
+    @property
+    def views_visible(self) -> bool:
+        """Whether the views are on screen (a modal leaves them visible; a job's log covers them)."""
+        return all(s.is_modal for s in self.screen_stack[1:])
+
+    def show_views(self) -> None:
+        """Show the latest snapshot in the header, the banner and the current view."""
+        if self.snapshot is None:
+            return
         self._show_header()
         db = self.data.config.database
         db_where = str(db.sqlite_path()) if db.provider == "sqlite" else db.provider
-        self.banner.show(message.snapshot, self.data.config.pubsub.url, db_where, self.retry_interval)
-        self.view(self.current_view).show_snapshot(message.snapshot)
+        self.banner.show(self.snapshot, self.data.config.pubsub.url, db_where, self.retry_interval)
+        self.view(self.current_view).show_snapshot(self.snapshot)
 
     def _show_header(self) -> None:
+        if not self.views_visible:
+            return
         stale = time.monotonic() - self._last_snapshot_at
         limit = 3 * max(self.poll_interval, self.retry_interval) + 2
         self.header.show(self.snapshot, self.where, stale if stale > limit else 0.0)

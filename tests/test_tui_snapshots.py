@@ -78,7 +78,7 @@ def test_job_tail_paused_with_waiting_lines(snap_compare, demo_app, demo_env):
         demo_env.backends.logs.append(TAIL_JOB, [LogEntry(kind=LogKind.stdout, body="more\n" * 1234, at=NOW)])
         await wait_for(pilot, lambda: app.screen.log_view.pending == 1234, what="the waiting lines")
         # The arrival rate shows while lines come; the picture is taken once it has settled.
-        await wait_for(pilot, lambda: "lines/s" not in str(app.screen.status_line.render()), what="a quiet log")
+        await wait_for(pilot, lambda: "lines/s" not in app.screen.status_plain, what="a quiet log")
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=run_before)

@@ -30,7 +30,7 @@ def end(state: str = "succeeded", code: int = 0) -> LogEntry:
 
 
 def status_text(app) -> str:
-    return str(app.screen.query_one("#tail-status").render())
+    return app.screen.status_plain
 
 
 async def open_tail(app, pilot, job_id: str = JOB) -> JobTailScreen:

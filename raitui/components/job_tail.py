@@ -27,6 +27,8 @@ from raitui.format import state_text, time_text
 
 FLUSH_INTERVAL = 0.05  # seconds between two batches taken into the view
 MAX_BACKLOG = 200_000  # lines read but not yet shown before the reader waits for the screen
+RATE_WINDOW = 2.0  # seconds over which the arrival rate is shown
+READ_COUNT = 20  # entries per read (up to ~64 KB each): short turns, so the reader never holds the UI long
 
 
 class LineSplitter:
@@ -107,7 +109,7 @@ class JobTailScreen(Screen):
     """`esc` back, `s` follow on/off, `End` resume, `ctrl+d` cancel."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("s", "toggle_follow", "Follow on/off"),
         Binding("ctrl+d", "cancel_job", "Cancel job"),
     ]
@@ -126,7 +128,7 @@ class JobTailScreen(Screen):
         self._read_error: str | None = None
         self._ended = False
         self._wake = threading.Event()
-        self._rate: deque[tuple[float, int]] = deque(maxlen=40)
+        self._rate: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         self._status_text = ""
         self.log_view = LogView(capacity, id="tail-log")
         self.summary = JobSummary(id="tail-summary")
@@ -160,7 +162,7 @@ class JobTailScreen(Screen):
                 time.sleep(0.01)  # the screen is behind: leave the rest in Redis for now
                 continue
             try:
-                batch = self.data.read_log(self.job_id, after=after, block=0.5, count=200)
+                batch = self.data.read_log(self.job_id, after=after, block=0.5, count=READ_COUNT)
             except Exception as e:  # Redis went away: say so, keep the place, try again
                 self._read_error = describe_error(e)
                 self._wake.wait(1.0)
@@ -217,8 +219,9 @@ class JobTailScreen(Screen):
         view = self.log_view
         now = time.monotonic()
         self._rate.append((now, self._consumed))
-        first_t, first_n = self._rate[0]
-        rate = (self._rate[-1][1] - first_n) / (now - first_t) if now - first_t > 0.5 else 0.0
+        while len(self._rate) > 1 and self._rate[1][0] <= now - RATE_WINDOW:
+            self._rate.popleft()  # keep one sample at or before the window's start as the baseline
+        rate = (self._consumed - self._rate[0][1]) / RATE_WINDOW
         text = Text()
         if view.follow:
             text.append(" FOLLOW ", "bold reverse green")
@@ -242,10 +245,19 @@ class JobTailScreen(Screen):
             self._status_text = plain
             self.status_line.update(text, layout=False)
 
+    @property
+    def status_plain(self) -> str:
+        """The status line as plain text (what it says now)."""
+        return self._status_text
+
     # keys
     def action_toggle_follow(self) -> None:
         self.log_view.toggle_follow()
         self._show_status()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+        self.app.show_views()  # type: ignore[attr-defined]  # they were not kept current under this screen
 
     def action_cancel_job(self) -> None:
         self.app.confirm_cancel(self.job_id, self.record)  # type: ignore[attr-defined]

@@ -114,6 +114,7 @@ class LogView(ScrollView, can_focus=True):
         self._width = 0
         self._cache: LRUCache[int, Strip] = LRUCache(2048)
         self._styles: dict[int, Style] | None = None
+        self._base_style: Style | None = None  # rich_style walks the DOM: once per style change, not per line
         self.lines_written = 0  # lines taken into the ring, ever
 
     # what callers use
@@ -199,18 +200,26 @@ class LogView(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles = None
+        self._base_style = None
         self._cache.clear()
 
     def _style(self, kind: int) -> Style:
         if self._styles is None:
-            self._styles = {k: self.get_component_rich_style(c) for k, c in _COMPONENT.items()}
+            base = self.base_style
+            self._styles = {k: base + self.get_component_rich_style(c) for k, c in _COMPONENT.items()}
         return self._styles.get(kind, self._styles[LineKind.stdout])
+
+    @property
+    def base_style(self) -> Style:
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        return self._base_style
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
         index = self.ring.visible_start() + scroll_y + y
-        rich_style = self.rich_style
+        rich_style = self.base_style
         if index >= len(self.ring):
             return Strip.blank(width, rich_style)
         key = self.ring.dropped + index  # a line's number in the whole log: stable as the ring moves
@@ -221,7 +230,7 @@ class LogView(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, rich_style).apply_offsets(scroll_x, y)
 
     def _line_strip(self, line: str, kind: int) -> Strip:
-        style = self.rich_style + self._style(kind)
+        style = self._style(kind)
         if "\t" in line:
             line = line.expandtabs()
         if "\x1b" in line:  # programs colour their output: keep its colours, drop other escapes

@@ -132,9 +132,15 @@ class DaemonView(View):
                 if cut:
                     offset += cut
                     lines = data[:cut].decode("utf-8", "replace").splitlines()
-                    self.app.call_from_thread(self.query_one(Log).write_lines, lines)
+                    try:
+                        self.app.call_from_thread(self._write_log, lines)
+                    except RuntimeError:  # the app is closing
+                        return
                     continue
             time.sleep(0.3)
+
+    def _write_log(self, lines: list[str]) -> None:
+        self.query_one(Log).write_lines(lines)
 
     # keys and buttons
     def on_button_pressed(self, event: Button.Pressed) -> None:

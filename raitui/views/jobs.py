@@ -50,9 +50,9 @@ class JobsView(View):
         self._snapshot: ClusterSnapshot | None = None
 
     def compose(self) -> ComposeResult:
-        table = JobsTable(COLUMNS, right={"exit"}, id="jobs-table")
-        table.border_title = "jobs"
-        yield table
+        self._table = JobsTable(COLUMNS, right={"exit"}, id="jobs-table")
+        self._table.border_title = "jobs"
+        yield self._table
         yield Input(placeholder="filter: words, or user: state: team: node: id: queue:  (enter keeps, esc clears)",
                     id="jobs-filter", classes="filter")
 
@@ -61,7 +61,7 @@ class JobsView(View):
 
     @property
     def table(self) -> JobsTable:
-        return self.query_one(JobsTable)
+        return self._table
 
     @property
     def job_filter(self) -> JobFilter:
