@@ -35,7 +35,7 @@ def test_jobs_view(snap_compare, demo_app):
 def test_jobs_view_filtered(snap_compare, demo_app):
     app = demo_app()
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE,
-                        run_before=press_then("slash", *"state:fail", until=lambda a: a.views["jobs"].table
+                        run_before=press_then("slash", *"state:fail", "enter", until=lambda a: a.views["jobs"].table
                                               .row_count == 1))
 
 

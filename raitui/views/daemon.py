@@ -43,7 +43,7 @@ def status_text(status: DaemonStatus, daemon: LocalDaemon) -> Text:
         if status.state == DaemonState.crashed:
             text.append("   (its log below says why)", DIM)
     else:
-        text.append("   not started: s starts a raid on this machine with the console's config", DIM)
+        text.append("   not running: s starts a raid on this machine with the console's config", DIM)
     text.append("\n")
     text.append("config ", DIM)
     text.append(daemon.config.source or "embedded defaults (no config file)")

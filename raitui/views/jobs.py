@@ -15,15 +15,15 @@ from raitui.views.base import View
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("id", "ID", 27),
-    ("user", "USER", 12),
-    ("team", "TEAM", 10),
+    ("user", "USER", 10),
+    ("team", "TEAM", 8),
     ("state", "STATE", 9),
-    ("node", "NODE", 12),
+    ("node", "NODE", 10),
     ("queued", "QUEUED", 11),
     ("started", "STARTED", 8),
     ("duration", "DURATION", 8),
     ("exit", "EXIT", 4),
-    ("message", "MESSAGE", 12),
+    ("message", "MESSAGE", 8),  # takes the width the others leave
 )
 
 
