@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 from textual.worker import get_current_worker
 
 from rai import __version__
@@ -31,6 +31,7 @@ from raitui.components.goto import GotoScreen
 from raitui.components.header import ClusterHeader, ServiceBanner, ViewTabs
 from raitui.components.help import HelpScreen
 from raitui.components.job_tail import JobTailScreen
+from raitui.components.keys_bar import KeysBar
 from raitui.components.log_view import LogView
 from raitui.daemon_control import LocalDaemon
 from raitui.data import ClusterSnapshot, ConsoleData, JobFilter, describe_error
@@ -92,7 +93,7 @@ class RaiConsole(App):
         yield self.banner
         with ContentSwitcher(initial=f"view-{self.current_view}", id="views") as self.switcher:
             yield from self.views.values()
-        yield Footer()
+        yield KeysBar(id="keys")
 
     def on_mount(self) -> None:
         # A flooding log makes many short-lived objects; full collections over everything the UI holds

@@ -16,11 +16,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from rai.models import JobRecord, LogEntry, LogKind
 from rai.units import format_duration
+from raitui.components.keys_bar import KeysBar
 from raitui.components.log_view import LineKind, LogView
 from raitui.data import ConsoleData, describe_error
 from raitui.format import state_text, time_text
@@ -138,7 +139,7 @@ class JobTailScreen(Screen):
         yield self.summary
         yield self.log_view
         yield self.status_line
-        yield Footer()
+        yield KeysBar(id="tail-keys")
 
     def on_mount(self) -> None:
         self.summary.show(self.job_id, None, self.data.clock)
