@@ -149,6 +149,21 @@ async def test_help_and_palette_list_every_action(demo_env):
         assert app.current_view == "nodes"
 
 
+async def test_command_palette_finds_and_runs_an_action(demo_env):
+    from textual.command import CommandPalette
+
+    app = demo_env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        await pilot.press(*"drain")
+        await pilot.pause(0.3)
+        await pilot.press("enter")  # "Nodes: Drain/resume": goes to Nodes and acts on the selected node
+        await wait_for(pilot, lambda: app.current_view == "nodes", what="the Nodes view")
+        await wait_for(pilot, lambda: demo_env.backends.live.is_draining("cpu-01"), what="cpu-01 draining")
+
+
 async def test_enter_opens_the_tail_and_esc_comes_back(demo_env):
     app = demo_env.app()
     async with app.run_test(size=SIZE) as pilot:
