@@ -150,3 +150,33 @@ async def test_tail_of_a_queued_job_waits_for_its_output(tui_env):
         await wait_for(pilot, lambda: "no output yet" in status_text(app), what="the waiting note")
         b.logs.append(JOB, [out(["hello"])])
         await wait_for(pilot, lambda: tail.log_view.text_lines() == ["hello"], what="the first line")
+
+
+async def test_tail_says_when_redis_goes_away_and_goes_on_when_it_is_back(tmp_path):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from tests.fixtures.redis import start_redis
+    from tests.fixtures.tui import TuiEnv
+
+    server = start_redis(tmp_path / "redis")
+    try:
+        env = TuiEnv(tmp_path, server.url)
+        # A client that reports a lost connection at once (the project's own rides out ~10 s of blips first).
+        env.backends.__dict__["redis"] = redis.Redis.from_url(server.url, retry=Retry(NoBackoff(), 0))
+        env.backends.logs.append(JOB, [out(["before"])])
+        app = env.app()
+        async with app.run_test(size=SIZE) as pilot:
+            tail = await open_tail(app, pilot)
+            await wait_for(pilot, lambda: tail.log_view.text_lines() == ["before"], what="the first line")
+            server.stop()
+            await wait_for(pilot, lambda: "retrying" in status_text(app), what="the trouble shown")
+            assert app.is_running
+            server.start()
+            env.backends.logs.append(JOB, [out(["after"])])
+            await wait_for(pilot, lambda: tail.log_view.text_lines() == ["before", "after"], timeout=15,
+                           what="reading again from where it was")
+            await wait_for(pilot, lambda: "retrying" not in status_text(app), what="the trouble gone")
+    finally:
+        server.stop()
