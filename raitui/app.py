@@ -282,12 +282,27 @@ class RaiConsole(App):
 
     # the local raid
     def _start_raid(self) -> None:
+        self.start_local_raid()
+
+    @work(thread=True, exclusive=True, group="daemon-control")
+    def start_local_raid(self) -> None:
+        """Start the local raid unless one runs; never a second raid under the same node name (a
+        raid starting removes the containers its node name left behind: the other one's jobs)."""
+        node = self.daemon.config.raid.node_name()
+        if self.daemon.running:
+            self.call_from_thread(self.notify, "the local raid already runs", severity="warning")
+            return
+        # A fresh heartbeat under our name from a raid this console started and lost is its own: fine.
+        if self.daemon.status().pid is None and self.data.node_alive(node):
+            self.call_from_thread(self.notify, f"a raid already runs as node {node} (its heartbeat is fresh): "
+                                  "stop it first, or give this one another raid.node", severity="error", timeout=10)
+            return
         try:
             status = self.daemon.start()
         except Exception as e:
-            self.notify(f"cannot start raid: {describe_error(e)}", severity="error")
+            self.call_from_thread(self.notify, f"cannot start raid: {describe_error(e)}", severity="error")
             return
-        self.notify(f"local raid started (pid {status.pid}); the Daemon view (key 4) shows its log")
+        self.call_from_thread(self.notify, f"local raid started (pid {status.pid}); the Daemon view shows its log")
 
     @work(thread=True, group="first-run")
     def _first_run(self) -> None:

@@ -249,6 +249,13 @@ class ConsoleData:
         self.b.live.request_cancel(req)
         return f"cancel requested for job {job_id}"
 
+    def node_alive(self, node: str) -> bool:
+        """Whether a raid beats under this node name now (False when Redis does not answer)."""
+        try:
+            return any(n.name == node and n.heartbeat is not None for n in self.b.live.nodes())
+        except Exception:
+            return False
+
     def set_draining(self, node: str, draining: bool) -> None:
         self.b.live.set_draining(node, draining)
 

@@ -122,6 +122,19 @@ async def test_cancel_a_running_job_of_the_local_raid(tui_env, test_image, tmp_p
         assert "to stderr" in tail.log_view.text_lines()
 
 
+async def test_no_second_raid_under_a_living_node_name(tui_env):
+    from rai.models import NodeHeartbeat
+
+    tui_env.backends.live.beat(NodeHeartbeat(node=tui_env.node, host="elsewhere", arch="amd64", version="0.1.0",
+                                             queue=tui_env.queue, capacity=2), ttl=60)
+    app = tui_env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4", "s")
+        await pilot.pause(0.5)
+        assert app.daemon.status().state == DaemonState.stopped and app.daemon.status().pid is None
+        assert any("already runs as node" in str(n.message) for n in app._notifications)
+
+
 def test_config_file_for_raid(tmp_path):
     from rai.config import Config
 

@@ -151,16 +151,7 @@ class DaemonView(View):
             action()
 
     def action_start(self) -> None:
-        if self.daemon.running:
-            self.app.notify("raid already runs", severity="warning")
-            return
-        try:
-            status = self.daemon.start()
-        except Exception as e:
-            self.app.notify(f"cannot start raid: {describe_error(e)}", severity="error")
-            return
-        self.app.notify(f"raid started (pid {status.pid})")
-        self._show_status()
+        self.console.start_local_raid()
 
     def action_stop(self) -> None:
         if not self.daemon.running:
