@@ -114,6 +114,9 @@ class RaiConsole(App):
     def on_unmount(self) -> None:
         self._closing = True
         self._wake.set()  # the poll thread leaves its wait at once: exit never waits on it
+        # Leaving some other way than `q` (ctrl+q, a closed terminal): the raid started here must not
+        # outlive the console unnoticed; it finishes its running jobs and exits.
+        self.daemon.ask_to_stop()
 
     def view(self, name: str) -> View:
         return self.views[name]

@@ -156,6 +156,19 @@ class LocalDaemon:
         self._note(f"stopped (exit {proc.poll()})")
         return self.status()
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM without waiting: raid finishes what it runs and exits (the console is going away)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                return
+            self._stopping = True
+            self._stopped_by_us = True
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def restart(self, grace: float = 10.0) -> DaemonStatus:
         self.stop(grace=grace)
         return self.start()

@@ -122,6 +122,19 @@ async def test_cancel_a_running_job_of_the_local_raid(tui_env, test_image, tmp_p
         assert "to stderr" in tail.log_view.text_lines()
 
 
+async def test_raid_does_not_outlive_the_console(tui_env, test_image):
+    app = tui_env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4", "s")
+        await wait_for(pilot, lambda: node_up(tui_env), timeout=30, what="raid's heartbeat")
+        app.exit()  # not `q`: as when the terminal closes
+    deadline = time.monotonic() + 15
+    while app.daemon.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not app.daemon.running
+    assert app.daemon.status().exit_code == 0
+
+
 async def test_no_second_raid_under_a_living_node_name(tui_env):
     from rai.models import NodeHeartbeat
 
