@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -178,6 +179,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.04, help="seconds between presses (default 0.04)")
     parser.add_argument("--preload", type=int, default=2000, help="lines in the log before the test (default 2000)")
     args = parser.parse_args()
+    # Killed (timeout, ctrl+c): still stop the redis-server it started, in the `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory(prefix="rai-bench-tail-") as tmp:
         os.environ["RAI_DATA_DIR"] = tmp

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent), help="folder for the SVGs")
     parser.add_argument("--only", nargs="*", help="just these pictures (names as in SHOTS)")
     args = parser.parse_args()
+    # Killed (timeout, ctrl+c): still stop the redis-server it started, in the `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ["TZ"] = "UTC"  # the demo's times, as the snapshot tests show them
     time.tzset()
     with tempfile.TemporaryDirectory(prefix="rai-screenshots-") as tmp:
