@@ -14,19 +14,14 @@ without any database credentials.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
 from datetime import datetime
 
 import redis
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field
 
+from rai.crypto import seal_for, unseal_for
 from rai.errors import AuthError, ServiceUnavailable, UserError
 from rai.models import Query
 from rai.signing import sign
@@ -41,23 +36,16 @@ TIMEOUT = 15.0  # seconds the client waits for an answer
 _INFO = b"rai query reply v1"
 
 
-def _box_key(secret_key: str, query_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=query_id.encode(), info=_INFO).derive(secret_key.encode())
-
-
 def seal(secret_key: str, query_id: str, plain: bytes) -> str:
-    nonce = os.urandom(12)
-    return base64.b64encode(nonce + AESGCM(_box_key(secret_key, query_id)).encrypt(
-        nonce, plain, query_id.encode())).decode()
+    return seal_for(secret_key, query_id, plain, _INFO)
 
 
 def unseal(secret_key: str, query_id: str, box: str) -> bytes:
-    blob = base64.b64decode(box)
-    try:
-        return AESGCM(_box_key(secret_key, query_id)).decrypt(blob[:12], blob[12:], query_id.encode())
-    except InvalidTag:
+    plain = unseal_for(secret_key, query_id, box, _INFO)
+    if plain is None:
         raise AuthError("the server's answer could not be opened with your key",
-                        hint="is your profile current? ask your course staff") from None
+                        hint="is your profile current? ask your course staff")
+    return plain
 
 
 # --- answers ----------------------------------------------------------------------------------

@@ -20,26 +20,21 @@ node can answer, and the request simply waits in the list while all are restarti
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
-import os
 import secrets
 import threading
 from datetime import datetime, timezone
 
 import botocore.exceptions
 import redis
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field
 
 from rai.backends.auth import authenticate
 from rai.backends.aws import AwsCredentials, make_client, translate
 from rai.config import BrokerConfig, StoreConfig
+from rai.crypto import seal_for, unseal_for
 from rai.errors import AuthError, ServiceUnavailable, UserError
 from rai.models import Message, utcnow
 from rai.signing import sign
@@ -68,27 +63,18 @@ class CredentialRequest(Message):
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _box_key(secret_key: str, request_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=request_id.encode(), info=_INFO).derive(
-        secret_key.encode())
-
-
 def seal(secret_key: str, request_id: str, creds: AwsCredentials) -> str:
     plain = json.dumps({"access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key,
                         "session_token": creds.session_token,
                         "expiration": creds.expiration.isoformat() if creds.expiration else None}).encode()
-    nonce = os.urandom(12)
-    return base64.b64encode(nonce + AESGCM(_box_key(secret_key, request_id)).encrypt(
-        nonce, plain, request_id.encode())).decode()
+    return seal_for(secret_key, request_id, plain, _INFO)
 
 
 def unseal(secret_key: str, request_id: str, box: str) -> AwsCredentials:
-    blob = base64.b64decode(box)
-    try:
-        plain = AESGCM(_box_key(secret_key, request_id)).decrypt(blob[:12], blob[12:], request_id.encode())
-    except InvalidTag:
+    plain = unseal_for(secret_key, request_id, box, _INFO)
+    if plain is None:
         raise AuthError("the upload credentials could not be opened with your key",
-                        hint="is your profile current? ask your course staff") from None
+                        hint="is your profile current? ask your course staff")
     data = json.loads(plain)
     exp = data.get("expiration")
     return AwsCredentials(data["access_key_id"], data["secret_access_key"], data.get("session_token"),
