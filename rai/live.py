@@ -1,6 +1,9 @@
 """Live state in Redis that clients, daemons and the console share.
 
 - `rai:job:<id>`: the job's current record (what `rai status` reads; the database keeps the history)
+- `rai:jobs`: every live record's id, scored by submission time, so the console reads the newest
+  records without scanning the keyspace; ids whose record expired are pruned as they are met and,
+  oldest first, on every write, so the index never outgrows the records
 - `rai:cancel:<id>`: a signed cancel request, honoured whether the job waits or runs
 - `rai:node:<name>`: a node's heartbeat, expiring; `rai:nodes` remembers every node ever seen, so a
   node whose heartbeat expired shows as lost
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +23,9 @@ from rai.errors import ServiceUnavailable
 from rai.models import CancelRequest, JobRecord, NodeHeartbeat, utcnow
 
 PREFIX = "rai:"
+
+log = logging.getLogger(__name__)
+PRUNE_BATCH = 20  # oldest index entries checked for an expired record on every write
 
 
 @dataclass
@@ -48,11 +55,46 @@ class LiveBoard:
     # jobs
     def put_job(self, record: JobRecord, ttl: float | None = None) -> None:
         key = f"{self.p}job:{record.job_id}"
+        at = (record.submitted_at or utcnow()).timestamp()
         pipe = self.r.pipeline()
         pipe.set(key, record.to_json())
+        pipe.zadd(f"{self.p}jobs", {record.job_id: at})
         if ttl:
             pipe.expire(key, int(ttl))
-        self._call(pipe.execute)
+        pipe.zrange(f"{self.p}jobs", 0, PRUNE_BATCH - 1)
+        oldest = self._call(pipe.execute)[-1]
+        self._prune([i.decode() for i in oldest])
+
+    def _prune(self, ids: list[str]) -> None:
+        """Drop from the index those of `ids` whose record has expired."""
+        if not ids:
+            return
+        pipe = self.r.pipeline()
+        for i in ids:
+            pipe.exists(f"{self.p}job:{i}")
+        gone = [i for i, there in zip(ids, self._call(pipe.execute), strict=True) if not there]
+        if gone:
+            self._call(self.r.zrem, f"{self.p}jobs", *gone)
+
+    def recent_jobs(self, limit: int) -> list[JobRecord]:
+        """The newest `limit` live records, newest first; ids whose record has expired are dropped."""
+        index = f"{self.p}jobs"
+        ids = [i.decode() for i in self._call(self.r.zrevrange, index, 0, limit - 1)] if limit > 0 else []
+        if not ids:
+            return []
+        raw = self._call(self.r.mget, [f"{self.p}job:{i}" for i in ids])
+        out, gone = [], []
+        for job_id, data in zip(ids, raw, strict=True):
+            if not data:
+                gone.append(job_id)
+                continue
+            try:
+                out.append(JobRecord.from_json(data))
+            except ValueError:
+                log.warning("skipping an unreadable live job record %s", job_id)
+        if gone:
+            self._call(self.r.zrem, index, *gone)
+        return out
 
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self._call(self.r.get, f"{self.p}job:{job_id}")

@@ -6,7 +6,6 @@ not answer. A snapshot carries what it could read and, per service, why the rest
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,6 @@ from rai.backends.queue import QueueDepth
 from rai.live import NodeView
 from rai.models import Account, CancelRequest, JobRecord, JobState, LogEntry, Role, utcnow
 from rai.signing import sign
-
-log = logging.getLogger("raitui.data")
 
 OPERATOR = "raitui-operator"  # the admin account the console signs operator actions with
 HOUR = 3600.0
@@ -165,22 +162,8 @@ class ConsoleData:
         return snap
 
     def _live_jobs(self) -> list[JobRecord]:
-        """Current records in Redis, newest ids first (ids start with their submission time)."""
-        live = self.b.live
-        prefix = f"{live.p}job:"
-        ids = sorted((k.decode()[len(prefix):] for k in live.r.scan_iter(match=prefix + "*", count=1000)),
-                     reverse=True)[: self.job_limit]
-        if not ids:
-            return []
-        raw = live.r.mget([prefix + i for i in ids])
-        out = []
-        for data in raw:
-            if data:
-                try:
-                    out.append(JobRecord.from_json(data))
-                except ValueError:
-                    log.warning("skipping an unreadable live job record")
-        return out
+        """Current records in Redis, newest first."""
+        return self.b.live.recent_jobs(self.job_limit)
 
     def _queues(self, nodes: list[NodeView], jobs: list[JobRecord]) -> list[QueueRow]:
         names = set(self.b.queue.queues())
