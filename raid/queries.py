@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import redis
 
@@ -36,6 +37,8 @@ from rai.queries import (
 log = logging.getLogger("raid.queries")
 
 MAX_LIMIT = 1000
+RECLAIM_IDLE = 4.0  # seconds a taken query may go unanswered before another node answers it
+RECLAIM_EVERY = 2.0  # seconds between looks for such queries
 
 
 class QueryServer:
@@ -68,6 +71,7 @@ class QueryServer:
 
     def serve(self) -> None:
         ready = False
+        next_reclaim = time.monotonic() + RECLAIM_EVERY
         while not self._stop.is_set():
             try:
                 if not ready:
@@ -85,19 +89,36 @@ class QueryServer:
                 self._stop.wait(2)
                 continue
             for _stream, entries in got or []:
-                for entry_id, fields in entries:
-                    try:
-                        raw = fields.get(b"q") or fields.get("q")
-                        if raw is not None:
-                            self.handle(raw)
-                    except redis.exceptions.RedisError as e:  # the reply could not be written; the client says so
-                        log.warning("answering a query failed: %s", e)
-                    finally:
-                        try:
-                            self.b.redis.xack(QUERIES, GROUP, entry_id)
-                            self.b.redis.xdel(QUERIES, entry_id)
-                        except redis.exceptions.RedisError:
-                            pass
+                self._answer_all(entries)
+            if time.monotonic() >= next_reclaim:
+                next_reclaim = time.monotonic() + RECLAIM_EVERY
+                self._answer_all(self._reclaim())
+
+    def _reclaim(self) -> list:
+        """Queries a node took and never answered (it died, or lost Redis mid-answer): take them over while
+        their client may still be waiting."""
+        try:
+            got = self.b.redis.xautoclaim(QUERIES, GROUP, self.consumer, min_idle_time=int(RECLAIM_IDLE * 1000),
+                                          start_id="0-0", count=16)
+        except redis.exceptions.RedisError as e:
+            log.warning("reclaiming queries failed: %s", e)
+            return []
+        return [(entry_id, fields) for entry_id, fields in got[1] if fields]  # trimmed ones come back empty
+
+    def _answer_all(self, entries) -> None:
+        for entry_id, fields in entries:
+            try:
+                raw = fields.get(b"q") or fields.get("q")
+                if raw is not None:
+                    self.handle(raw)
+            except redis.exceptions.RedisError as e:  # the reply could not be written; the client says so
+                log.warning("answering a query failed: %s", e)
+            finally:
+                try:
+                    self.b.redis.xack(QUERIES, GROUP, entry_id)
+                    self.b.redis.xdel(QUERIES, entry_id)
+                except redis.exceptions.RedisError:
+                    pass
 
     def handle(self, raw: bytes | str) -> None:
         """Answer one query (never raises but for Redis errors writing the reply)."""

@@ -249,6 +249,26 @@ def test_queries_are_verified_like_jobs(env):
     assert not reply["ok"] and "s old; check your computer's clock" in reply["error"]
 
 
+def test_a_query_taken_by_a_node_that_died_is_answered_by_another(env):
+    r = env.backends.redis
+    ada = load_profile(env.profiles["ada"])
+    query = Query(access_key=ada.access_key, username="ada", what="history")
+    sign(query, ada.secret_key)
+    # a node takes the query in the same breath as it is asked, then dies without answering
+    pipe = r.pipeline()
+    pipe.xadd(QUERIES, {"q": query.to_json()})
+    pipe.xreadgroup("raid", "dead-node-0", {QUERIES: ">"}, count=100)
+    taken = pipe.execute()[1]
+    assert [fields[b"q"] for _id, fields in taken[0][1]] == [query.to_json().encode()]
+    # the live raid answers it while the student's client still waits (rai waits 15 s)
+    started = time.monotonic()
+    popped = r.blpop([REPLY + query.query_id], timeout=15)
+    assert popped, "nobody answered the query the dead node had taken"
+    assert json.loads(popped[1])["ok"]
+    assert time.monotonic() - started < 10
+    assert r.xpending(QUERIES, "raid")["pending"] == 0
+
+
 def admin(env: RaiEnv, *args: str):
     return env.run(sys.executable, "-c", "from raid.admin_cli import main; main()", *args)
 
