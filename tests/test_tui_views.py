@@ -116,6 +116,34 @@ async def test_filter_by_user_state_and_id(demo_env):
         assert app.job_filter.text == ""
 
 
+def empty_hint(app) -> str:
+    hint = app.views["jobs"].query_one("#jobs-empty")
+    return str(hint.render()) if hint.display else ""
+
+
+async def test_an_empty_jobs_table_says_how_to_submit_then_gives_way_to_the_job(tmp_path, redis_client, redis_url):
+    env = TuiEnv(tmp_path, redis_url)
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "rai submit -p examples/hello" in empty_hint(app), what="the newcomer's hint")
+        env.backends.live.put_job(JobRecord(job_id="20260314210000-cccccccccccc", username="ada",
+                                            state=JobState.queued, submitted_at=NOW))
+        await wait_for(pilot, lambda: shown_ids(app) == ["20260314210000-cccccccccccc"], what="the job")
+        assert empty_hint(app) == ""
+
+
+async def test_a_filter_that_matches_nothing_says_so(demo_env):
+    app = demo_env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert empty_hint(app) == ""
+        await pilot.press("slash", *"nobody-at-all")
+        await wait_for(pilot, lambda: "No job matches “nobody-at-all”" in empty_hint(app), what="the no-match hint")
+        assert "rai submit" not in empty_hint(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: empty_hint(app) == "" and len(shown_ids(app)) == 14, what="all jobs again")
+
+
 async def test_header_counts(demo_env):
     app = demo_env.app()
     async with app.run_test(size=SIZE) as pilot:

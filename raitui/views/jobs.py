@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from rai.models import JobRecord
 from raitui.components.live_table import LiveTable
@@ -53,11 +53,13 @@ class JobsView(View):
         self._table = JobsTable(COLUMNS, right={"exit"}, id="jobs-table")
         self._table.border_title = "jobs"
         yield self._table
+        yield Static("", id="jobs-empty")
         yield Input(placeholder="filter: words, or user: state: team: node: id: queue:  (enter keeps, esc clears)",
                     id="jobs-filter", classes="filter")
 
     def on_mount(self) -> None:
         self.query_one("#jobs-filter", Input).display = False
+        self.query_one("#jobs-empty", Static).display = False
 
     @property
     def table(self) -> JobsTable:
@@ -82,6 +84,21 @@ class JobsView(View):
         table = self.table
         table.sync(rows)
         table.set_titles(f"jobs ({len(rows)})", f"filter: {job_filter.text}" if job_filter.text else "")
+        self._show_empty(snapshot, bool(rows))
+
+    def _show_empty(self, snapshot: ClusterSnapshot, any_rows: bool) -> None:
+        """An empty table says why, and what to do: a newcomer's first job, or a filter that matches nothing."""
+        hint = self.query_one("#jobs-empty", Static)
+        text = ""
+        if not any_rows and snapshot.redis_error is None and snapshot.db_error is None:
+            if self.job_filter.text:
+                text = f"No job matches “{self.job_filter.text}”.  / edits the filter, esc clears it."
+            elif not snapshot.jobs:
+                text = ("No jobs yet. Submit one from a second terminal:\n\n"
+                        "    rai submit -p examples/hello\n\n"
+                        "It shows here as it waits, runs and ends; ⏎ on its row opens its live log.")
+        hint.update(text)
+        hint.display = bool(text)
 
     @staticmethod
     def _cells(r: JobRecord, snapshot: ClusterSnapshot) -> tuple:
