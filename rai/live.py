@@ -8,12 +8,15 @@
 - `rai:node:<name>`: a node's heartbeat, expiring; `rai:nodes` remembers every node ever seen, so a
   node whose heartbeat expired shows as lost
 - `rai:drain:<name>`: set while an operator drains the node
+- `rai:slots:<user>`: the user's jobs running now, each scored by when its lease ends; every node
+  admits a job against it atomically, so a role's `jobs_at_once` holds across all the nodes at once
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +29,18 @@ PREFIX = "rai:"
 
 log = logging.getLogger(__name__)
 PRUNE_BATCH = 20  # oldest index entries checked for an expired record on every write
+
+# KEYS[1] the user's slots; ARGV: job id, limit, now, lease end, key TTL. Returns -1 when the job holds
+# a slot (already did, or took a free one), else how many of the user's jobs hold one.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  return -1
+end
+return redis.call('ZCARD', KEYS[1])
+"""
 
 
 @dataclass
@@ -99,6 +114,26 @@ class LiveBoard:
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self._call(self.r.get, f"{self.p}job:{job_id}")
         return JobRecord.from_json(raw) if raw else None
+
+    # a user's running jobs, across every node (a role's jobs_at_once)
+    def take_slot(self, username: str, job_id: str, limit: int, lease: float) -> int | None:
+        """Admit `job_id` as one of at most `limit` jobs of `username` running at once, for `lease` seconds
+        (renew it while the job runs). None when admitted, else how many of the user's jobs hold slots.
+        A node that dies holding a slot loses it when the lease ends."""
+        now = time.time()
+        held = self._call(self.r.eval, _TAKE_SLOT, 1, f"{self.p}slots:{username}", job_id, limit, now,
+                          now + lease, int(lease) + 60)
+        return None if int(held) < 0 else int(held)
+
+    def renew_slot(self, username: str, job_id: str, lease: float) -> None:
+        key = f"{self.p}slots:{username}"
+        pipe = self.r.pipeline()
+        pipe.zadd(key, {job_id: time.time() + lease}, xx=True)
+        pipe.expire(key, int(lease) + 60)
+        self._call(pipe.execute)
+
+    def free_slot(self, username: str, job_id: str) -> None:
+        self._call(self.r.zrem, f"{self.p}slots:{username}", job_id)
 
     # cancel
     def request_cancel(self, req: CancelRequest, ttl: float = 7 * 86400) -> None:

@@ -49,7 +49,9 @@ class JobRunner:
         self.stopping_hard = stopping  # set when running jobs must be handed back now
         self.on_result = on_result
         self.submissions = submissions  # raid.ranking.RankedSubmissions: ranked submissions' spec, checks, result
-        self._starting = threading.Lock()  # count-then-mark-running for jobs_at_once, one slot at a time
+        self._starting = threading.Lock()  # admit-then-mark-running, one worker slot at a time
+        # how long a running job's jobs_at_once slot outlives its node's last keep-alive
+        self._slot_lease = max(5.0, self.cfg.broker.visibility_timeout)
         self._waiting: dict[str, float] = {}  # job id -> when this node last sent it back to wait its turn
 
     def run(self, claimed: ClaimedJob, consumer: str) -> None:
@@ -66,7 +68,8 @@ class JobRunner:
             self.b.queue.ack(claimed)
             return
         stop_keepalive = threading.Event()
-        keeper = threading.Thread(target=self._keep_alive, args=(claimed, consumer, stop_keepalive), daemon=True)
+        keeper = threading.Thread(target=self._keep_alive, args=(claimed, consumer, stop_keepalive, req),
+                                  daemon=True)
         keeper.start()
         writer = LogWriter(self.b.logs, req.job_id)
         record = JobRecord(
@@ -103,12 +106,16 @@ class JobRunner:
             writer.close()
             record.state = JobState.queued
             self._save(record)
+            self._free_slot(req)
             self.b.queue.release(claimed)
             return
         self._waiting.pop(req.job_id, None)
         if not end.duration:
             end.duration = round(time.monotonic() - started, 3)
-        self._finish(req, record, end, writer, spec)
+        try:
+            self._finish(req, record, end, writer, spec)
+        finally:
+            self._free_slot(req)
         dead_letter = getattr(self.b.queue, "dead_letter", None)
         if gave_up and dead_letter is not None:
             dead_letter(claimed, end.message)  # kept with its reason for the post-mortem, never delivered again
@@ -134,8 +141,20 @@ class JobRunner:
         last = self._waiting.get(req.job_id)
         if last is not None:  # back at once: the queue holds little else, so don't spin on it
             self.stopping_hard.wait(max(0.0, WAIT_RECHECK - (time.monotonic() - last)))
-        running = self.b.db.list_jobs(limit=1000, username=account.username, state=JobState.running.value)
-        check_jobs_at_once(self.cfg, account, sum(r.job_id != req.job_id for r in running))
+        role = self.cfg.roles.get(account.role)
+        limit = role.jobs_at_once if role else None
+        if limit is None:
+            return
+        # one atomic admission in Redis, shared by every node: two nodes never both take the last slot
+        held = self.b.live.take_slot(account.username, req.job_id, limit, self._slot_lease)
+        if held is not None:
+            check_jobs_at_once(self.cfg, account, held)
+
+    def _free_slot(self, req: JobRequest) -> None:
+        try:
+            self.b.live.free_slot(req.username, req.job_id)
+        except Exception as e:  # the lease ends it anyway
+            log.warning("freeing the running slot of %s failed: %s", req.job_id, e)
 
     def _republish_end(self, record: JobRecord) -> None:
         """A job whose end entry was lost (Redis down at the end) gets it now, so no follower waits forever."""
@@ -147,11 +166,12 @@ class JobRunner:
         self.b.logs.append(record.job_id, [LogEntry(kind=LogKind.end, end=end)])
         self.b.logs.expire(record.job_id, self.cfg.pubsub.retention)
 
-    def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event) -> None:
+    def _keep_alive(self, claimed: ClaimedJob, consumer: str, stop: threading.Event, req: JobRequest) -> None:
         interval = max(0.2, self.cfg.broker.visibility_timeout / 3)
         while not stop.wait(interval):
             try:
                 self.b.queue.keep_alive(claimed, consumer)
+                self.b.live.renew_slot(req.username, req.job_id, self._slot_lease)
             except Exception as e:  # a blip must not kill the job; the next beat retries
                 log.warning("keep-alive of %s failed: %s", claimed.message_id, e)
 

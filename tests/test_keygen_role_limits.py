@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from rai.spec import parse_spec
 from raid.executor import RunResult
 from raid.job_runner import JobRunner
 from raid.verify import MustWait, Refused, check_jobs_at_once, role_limits
+from tests.fixtures.redis import wait_until
 
 ROLES = {
     "student": RoleLimits(time_limit="10m", memory_limit="2g", gpus=1, network=False, queues=["rai_amd64"],
@@ -134,3 +136,89 @@ def test_a_job_over_jobs_at_once_goes_back_to_the_queue_and_runs_later(tmp_path,
     assert executor.started == [first, second]
     statuses = [e.body for _, e in b.logs.read(second) if e.kind == LogKind.status]
     assert sum("waiting:" in s for s in statuses) == 1  # told once
+
+
+class SlowWrites:
+    """A database whose writes take a while to land."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def save_job(self, record):
+        time.sleep(0.3)
+        return self.db.save_job(record)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
+def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, redis_url, redis_client):
+    queue = f"rai_test_{secrets.token_hex(4)}"
+    cfg = Config.model_validate({
+        "pubsub": {"url": redis_url, "start_local": False},
+        "broker": {"queue": queue, "visibility_timeout": 30},
+        "store": {"path": str(tmp_path / "store")},
+        "database": {"path": str(tmp_path / "rai.db")},
+        "raid": {"work_dir": str(tmp_path / "work")},
+        "roles": {"student": {"jobs_at_once": 2}},
+    })
+    b = Backends(cfg)
+    ada = create_account(b.accounts, ["student"], "ada", "ada@example.edu")
+    client = Client(b, Profile.from_account(ada))
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "rai_build.yml").write_text("rai: {image: x}\ncommands: {build: [echo hi]}\n")
+    jobs = [client.submit(project).job_id for _ in range(6)]
+
+    # three nodes, two worker slots each, every slot holding one of ada's jobs: all decide at once, and
+    # their database is slow to take writes (MongoDB across a busy network), so a node that counted
+    # running jobs there would not yet see the others' jobs marked running
+    executor = GatedExecutor()
+    runners = []
+    for n in range(3):
+        node_backends = Backends(cfg)
+        node_backends.__dict__["db"] = SlowWrites(node_backends.db)
+        runners.append(JobRunner(node_backends, executor, f"node-{n}", threading.Event()))
+    claims = [(runners[i // 2], b.queue.claim(queue, f"node-{i // 2}-{i % 2}", block=1), f"node-{i // 2}-{i % 2}")
+              for i in range(6)]
+    assert sorted(JobRequest.from_json(c.body).job_id for _, c, _ in claims) == sorted(jobs)
+    barrier = threading.Barrier(6)
+
+    def work(runner, claimed, consumer):
+        barrier.wait()
+        runner.run(claimed, consumer)
+
+    threads = [threading.Thread(target=work, args=c) for c in claims]
+    for t in threads:
+        t.start()
+    try:
+        deadline = threading.Event()
+        while sum(not t.is_alive() for t in threads) < 4 and not deadline.wait(0.02):
+            pass  # the four over the limit go back to the queue and return
+        assert len(executor.started) == 2, f"{len(executor.started)} of ada's jobs run at once; her role allows 2"
+        assert b.queue.depth(queue).waiting == 4
+        assert {b.db.get_job(j).state for j in jobs} == {JobState.running, JobState.queued}
+    finally:
+        executor.gate.set()
+        for t in threads:
+            t.join(20)
+    assert redis_client.zcard("rai:slots:ada") == 0  # ended jobs give their slots back
+
+
+def test_a_slot_held_by_a_node_that_died_frees_when_its_lease_ends(redis_client):
+    from rai.live import LiveBoard
+
+    live = LiveBoard(redis_client)
+    assert live.take_slot("cy", "job-0", limit=1, lease=30) is None
+    assert live.take_slot("cy", "job-0", limit=1, lease=30) is None  # delivered again: still its own slot
+    live.free_slot("cy", "job-0")
+    assert live.take_slot("cy", "job-5", limit=1, lease=30) is None  # freed at its end
+
+    assert live.take_slot("ada", "job-1", limit=1, lease=0.5) is None  # its node dies: nobody renews or frees it
+    assert live.take_slot("ada", "job-2", limit=1, lease=30) == 1
+    assert live.take_slot("bob", "job-3", limit=1, lease=0.5) is None
+    live.renew_slot("bob", "job-3", lease=30)  # a live node renews: the slot stays taken
+    started = time.monotonic()
+    wait_until(lambda: live.take_slot("ada", "job-2", limit=1, lease=30) is None, timeout=5, what="ada's free slot")
+    assert time.monotonic() - started > 0.3  # not before the lease ended
+    assert live.take_slot("bob", "job-4", limit=1, lease=30) == 1
