@@ -84,23 +84,29 @@ class GatedExecutor:
         return RunResult(state=JobState.succeeded, exit_code=0, duration=0.1, message="")
 
 
-def test_a_job_over_jobs_at_once_goes_back_to_the_queue_and_runs_later(tmp_path, redis_url, redis_client, monkeypatch):
-    monkeypatch.setattr("raid.job_runner.WAIT_RECHECK", 0.1)
-    queue = f"rai_test_{secrets.token_hex(4)}"
+def one_student(tmp_path, redis_url, jobs_at_once: int):
+    """An installation on its own queue, ada (a student) and a project of hers: (config, backends, her client,
+    project folder)."""
     cfg = Config.model_validate({
         "pubsub": {"url": redis_url, "start_local": False},
-        "broker": {"queue": queue, "visibility_timeout": 30},
+        "broker": {"queue": f"rai_test_{secrets.token_hex(4)}", "visibility_timeout": 30},
         "store": {"path": str(tmp_path / "store")},
         "database": {"path": str(tmp_path / "rai.db")},
         "raid": {"work_dir": str(tmp_path / "work")},
-        "roles": {"student": {"jobs_at_once": 1}},
+        "roles": {"student": {"jobs_at_once": jobs_at_once}},
     })
     b = Backends(cfg)
     ada = create_account(b.accounts, ["student"], "ada", "ada@example.edu")
-    client = Client(b, Profile.from_account(ada))
     project = tmp_path / "proj"
     project.mkdir()
     (project / "rai_build.yml").write_text("rai: {image: x}\ncommands: {build: [echo hi]}\n")
+    return cfg, b, Client(b, Profile.from_account(ada)), project
+
+
+def test_a_job_over_jobs_at_once_goes_back_to_the_queue_and_runs_later(tmp_path, redis_url, redis_client, monkeypatch):
+    monkeypatch.setattr("raid.job_runner.WAIT_RECHECK", 0.1)
+    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=1)
+    queue = cfg.broker.queue
     first = client.submit(project).job_id
     second = client.submit(project).job_id
 
@@ -153,21 +159,8 @@ class SlowWrites:
 
 
 def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, redis_url, redis_client):
-    queue = f"rai_test_{secrets.token_hex(4)}"
-    cfg = Config.model_validate({
-        "pubsub": {"url": redis_url, "start_local": False},
-        "broker": {"queue": queue, "visibility_timeout": 30},
-        "store": {"path": str(tmp_path / "store")},
-        "database": {"path": str(tmp_path / "rai.db")},
-        "raid": {"work_dir": str(tmp_path / "work")},
-        "roles": {"student": {"jobs_at_once": 2}},
-    })
-    b = Backends(cfg)
-    ada = create_account(b.accounts, ["student"], "ada", "ada@example.edu")
-    client = Client(b, Profile.from_account(ada))
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "rai_build.yml").write_text("rai: {image: x}\ncommands: {build: [echo hi]}\n")
+    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=2)
+    queue = cfg.broker.queue
     jobs = [client.submit(project).job_id for _ in range(6)]
 
     # three nodes, two worker slots each, every slot holding one of ada's jobs: all decide at once, and
