@@ -154,6 +154,7 @@ class RaidConfig(Section):
     heartbeat_interval: float = 5.0
     max_request_age: float = 7 * 86400  # a signed request older than this is refused
     work_dir: str | None = None
+    gpus: int | None = Field(default=None, ge=0)  # GPUs this node offers jobs; None: as many as nvidia-smi lists
 
     _dur = field_validator("heartbeat_interval", "max_request_age", mode="before")(
         lambda v: parse_duration(v)

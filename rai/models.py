@@ -201,6 +201,7 @@ class NodeHeartbeat(Message):
     disk_free: int = 0
     disk_total: int = 0
     gpus: list[GPUStat] = Field(default_factory=list)
+    gpu_count: int = 0  # GPUs the node offers jobs (raid.gpus, or those nvidia-smi lists at start)
     draining: bool = False
     started_at: datetime | None = None
     at: datetime = Field(default_factory=utcnow)

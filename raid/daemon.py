@@ -16,7 +16,7 @@ from rai.backends import Backends
 from rai.config import Config
 from rai.models import utcnow
 from raid.executor import Executor
-from raid.heartbeat import Heartbeat
+from raid.heartbeat import Heartbeat, gpu_stats
 from raid.job_runner import JobRunner
 from raid.queries import QueryServer
 from raid.ranking import RankedSubmissions
@@ -39,7 +39,9 @@ class Daemon:
         self._lock = threading.Lock()
         self.executor = executor or Executor.from_config(config.docker)
         self.submissions = RankedSubmissions(config, self.b)  # ranked submissions: enforced spec, result, ranking
-        self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions)
+        self.gpus = config.raid.gpus if config.raid.gpus is not None else len(gpu_stats())
+        self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions,
+                                gpus=self.gpus)
         self.queries = QueryServer(config, self.b, self.node)  # students' signed questions: ranking, history
         self.heartbeat = Heartbeat(self)
         self.vendor = None  # a CredentialVendor when this node vends clients' upload credentials (S3)

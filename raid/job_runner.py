@@ -41,7 +41,8 @@ class JobRunner:
     """Runs claimed jobs on this node; one instance shared by every worker slot."""
 
     def __init__(self, backends: Backends, executor: Executor, node: str, stopping: threading.Event,
-                 on_result: Callable[[JobRecord, JobSpec | None], None] | None = None, submissions=None):
+                 on_result: Callable[[JobRecord, JobSpec | None], None] | None = None, submissions=None,
+                 gpus: int = 0):
         self.b = backends
         self.cfg = backends.config
         self.executor = executor
@@ -49,6 +50,7 @@ class JobRunner:
         self.stopping_hard = stopping  # set when running jobs must be handed back now
         self.on_result = on_result
         self.submissions = submissions  # raid.ranking.RankedSubmissions: ranked submissions' spec, checks, result
+        self.gpus = gpus  # GPUs this node offers; a job asking for more waits for a node that has them
         self._starting = threading.Lock()  # admit-then-mark-running, one worker slot at a time
         # how long a running job's jobs_at_once slot outlives its node's last keep-alive
         self._slot_lease = max(5.0, self.cfg.broker.visibility_timeout)
@@ -88,6 +90,8 @@ class JobRunner:
         except MustWait as e:
             stop_keepalive.set()
             self._wait_turn(req, record, claimed, writer, str(e))
+            if e.elsewhere:  # let a node that can run it claim it before this slot takes it back
+                self.stopping_hard.wait(WAIT_RECHECK)
             return
         except GiveUp as e:
             gave_up = True
@@ -149,6 +153,23 @@ class JobRunner:
         held = self.b.live.take_slot(account.username, req.job_id, limit, self._slot_lease)
         if held is not None:
             check_jobs_at_once(self.cfg, account, held)
+
+    def _check_gpus(self, req: JobRequest, wanted: int) -> None:
+        """A job asking for more GPUs than this node has goes back to the queue for a node that has them,
+        or, when no live node on its queue has them, is refused with what to do."""
+        if wanted <= self.gpus:
+            return
+        able = [n.name for n in self.b.live.nodes()  # alive, draining included: a drain is for a while
+                if n.heartbeat is not None and n.name != self.node and n.heartbeat.queue == req.queue
+                and max(n.heartbeat.gpu_count, len(n.heartbeat.gpus)) >= wanted]
+        asks = f"the job asks for {wanted} GPU{'s' if wanted != 1 else ''}"
+        has = f"node {self.node} has {self.gpus or 'none'}"
+        if able:
+            raise MustWait(f"waiting: {asks} and {has}; it goes back to the queue for a node that has them "
+                           f"({', '.join(sorted(able))})", elsewhere=True)
+        raise Refused(f"refused: {asks} and no node on queue {req.queue} has {'them' if wanted != 1 else 'one'} "
+                      f"({has}); remove resources.gpu.count from rai_build.yml to run without a GPU, or ask your "
+                      "course staff which queue has GPUs")
 
     def _free_slot(self, req: JobRequest) -> None:
         try:
@@ -220,6 +241,7 @@ class JobRunner:
             raise HandBack()
         if reason:
             return spec, JobEnd(state=JobState.cancelled, message=f"{reason} before it started")
+        self._check_gpus(req, limits.gpus)
         with self._starting:
             self._check_jobs_at_once(account, req)
             record.state = JobState.running

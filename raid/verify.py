@@ -16,7 +16,12 @@ class Refused(Exception):
 
 
 class MustWait(Exception):
-    """The job may run, but not now: it goes back to the queue; the message tells the submitter why."""
+    """The job may run, but not now: it goes back to the queue; the message tells the submitter why.
+    `elsewhere`: another node should take it, so this worker slot pauses before it claims again."""
+
+    def __init__(self, message: str, elsewhere: bool = False):
+        super().__init__(message)
+        self.elsewhere = elsewhere
 
 
 @dataclass

@@ -159,6 +159,33 @@ def test_forged_and_revoked_credentials_are_refused_and_nothing_runs(running_rai
     assert "SHOULD-NOT-RUN" not in r.stdout and "revoked" in r.stderr
 
 
+def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(rai_env):
+    env = rai_env
+    env.settings["raid"]["gpus"] = 0  # this node offers none, whatever nvidia-smi says
+    env.write_config()
+    env.start_raid()
+    ada = env.account("ada")
+    proj = env.project(["echo RAN-WITH-A-GPU"], gpus=1)
+    r = env.rai(ada, "submit", "-p", str(proj))
+    assert r.returncode == 1 and "RAN-WITH-A-GPU" not in r.stdout
+    assert f"the job asks for 1 GPU and no node on queue {env.queue} has one" in r.stderr
+    assert "remove resources.gpu.count from rai_build.yml" in r.stderr
+
+    # a GPU node joins the queue, drained for now: the job waits for it instead of being refused
+    gpu_node = env.node + "-gpu"
+    env.backends.live.set_draining(gpu_node, True)  # drained before its first claim
+    env.start_other_raid(gpu_node, gpus=1)
+    job_id = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    waiting = f"the job asks for 1 GPU and node {env.node} has none; it goes back to the queue for a node that has them"
+    wait_for(lambda: waiting in (status(env, ada, job_id).get("message") or ""), what="the job waiting for a GPU")
+    assert status(env, ada, job_id)["state"] == "queued"
+    env.backends.live.set_draining(gpu_node, False)  # back from maintenance: it takes the job
+    r = env.rai(ada, "logs", job_id, "--follow", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "RAN-WITH-A-GPU" in r.stdout and waiting in r.stderr
+    assert status(env, ada, job_id)["node"] == gpu_node
+
+
 def test_revoking_refuses_a_job_already_queued(rai_env):
     env = rai_env
     ada = env.account("ada")
