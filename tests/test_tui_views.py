@@ -256,3 +256,15 @@ async def test_live_table_keeps_cursor_key(demo_env):
         table = app.views["nodes"].query_one(LiveTable)
         await wait_for(pilot, lambda: table.row_count == 4, what="the nodes")
         assert [r.key.value for r in table.ordered_rows] == ["cpu-01", "gpu-01", "gpu-02", "gpu-03"]
+
+
+def test_nodes_gpu_cell_shows_readings_or_the_offered_count():
+    from rai.models import GPUStat, NodeHeartbeat
+    from raitui.views.nodes import gpu_text
+
+    base = dict(node="n", host="h", arch="amd64", version="0", queue="q", capacity=2)
+    assert str(gpu_text(NodeHeartbeat(**base))) == "-"
+    assert str(gpu_text(NodeHeartbeat(**base, gpu_count=2))) == "2× (no readings)"
+    two = [GPUStat(index=i, name="H200", utilization=u, memory_used=8 * 1024**3, memory_total=141 * 1024**3)
+           for i, u in enumerate((30.0, 50.0))]
+    assert str(gpu_text(NodeHeartbeat(**base, gpus=two, gpu_count=2))) == "2× 40% 16/282G"

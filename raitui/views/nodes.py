@@ -38,8 +38,8 @@ def disk_low(hb: NodeHeartbeat) -> bool:
 
 
 def gpu_text(hb: NodeHeartbeat) -> Text:
-    if not hb.gpus:
-        return Text("-", style=DIM)
+    if not hb.gpus:  # offered by config (raid.gpus) but nvidia-smi reports nothing: the count, no readings
+        return Text(f"{hb.gpu_count}× (no readings)", style=DIM) if hb.gpu_count else Text("-", style=DIM)
     utils = [g.utilization for g in hb.gpus if g.utilization is not None]
     used = sum(g.memory_used or 0 for g in hb.gpus)
     total = sum(g.memory_total or 0 for g in hb.gpus)
