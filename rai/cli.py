@@ -151,10 +151,15 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
             on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
             upload_progress=bar.advance if bar.enabled else None,
         )
+    notice = client.queue_notice(sub.queue, sub.spec.gpus)
     if no_follow:
         click.echo(sub.job_id)
+        if notice:
+            err.print(f"[yellow]» {notice}[/]")
         return 0
     err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
+    if notice:
+        err.print(f"[yellow]» {notice}[/]")
     return _follow_and_report(client, sub.job_id, output)
 
 

@@ -108,6 +108,23 @@ class Client:
         self.b.queue.enqueue(queue, request.to_json())
         return Submission(job_id, queue, spec, packed.files, packed.size)
 
+    def queue_notice(self, queue: str, gpus: int = 0) -> str | None:
+        """Why a job just queued may not start soon, as the nodes' heartbeats tell it; None when a node
+        that can run it is up (or when the heartbeats cannot be read: the job is queued either way)."""
+        try:
+            nodes = [n for n in self.b.live.nodes() if n.heartbeat is not None and n.heartbeat.queue == queue]
+        except Exception:  # noqa: BLE001 - only advice; never fail a submission that went through
+            return None
+        if not nodes:
+            return (f"no rai node serves queue {queue} right now: the job waits there until one starts "
+                    "(ctrl+c leaves it queued; follow it later with `rai logs JOB -f`)")
+        if gpus and not any(max(n.heartbeat.gpu_count, len(n.heartbeat.gpus)) >= gpus for n in nodes):
+            return (f"no node on queue {queue} has {gpus} GPU{'s' if gpus != 1 else ''}: the job will be refused "
+                    "unless one starts first; remove resources.gpu.count from rai_build.yml to run without")
+        if all(n.draining for n in nodes):
+            return f"every node on queue {queue} is drained for now: the job waits until the staff resume one"
+        return None
+
     def follow(self, job_id: str, live: bool = True, idle: float | None = None) -> Iterator[LogEntry]:
         """The job's log from its first entry; with `live`, on until its end entry."""
         if not live:

@@ -186,6 +186,27 @@ def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(r
     assert status(env, ada, job_id)["node"] == gpu_node
 
 
+def test_submit_says_when_no_node_can_start_the_job_soon(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    proj = env.project(["echo hi"])
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    assert r.returncode == 0 and len(r.stdout.split()) == 1  # JOB=$(rai submit --no-follow) still works
+    assert f"no rai node serves queue {env.queue} right now: the job waits there until one starts" in r.stderr
+
+    env.settings["raid"]["gpus"] = 0
+    env.write_config()
+    env.start_raid()
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    assert r.returncode == 0 and "»" not in r.stderr  # a node is up: nothing to say
+    gpu_proj = env.project(["echo hi"], name="gpu", gpus=1)
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(gpu_proj))
+    assert f"no node on queue {env.queue} has 1 GPU: the job will be refused unless one starts first" in r.stderr
+    env.backends.live.set_draining(env.node, True)
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    assert f"every node on queue {env.queue} is drained for now" in r.stderr
+
+
 def test_revoking_refuses_a_job_already_queued(rai_env):
     env = rai_env
     ada = env.account("ada")
