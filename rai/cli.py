@@ -96,9 +96,27 @@ class UploadBar:
             self.progress.stop()
 
 
+def waiting_text(record: JobRecord, position: tuple[int, int] | None) -> str:
+    if position is None:
+        return f"waiting on {record.queue}"
+    ahead, waiting = position
+    if ahead == 0:
+        return f"waiting on {record.queue}: yours is next"
+    return f"waiting on {record.queue}: {ahead} job{'s' if ahead != 1 else ''} ahead of yours ({waiting} waiting)"
+
+
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> int:
+    shown = None
+
+    def on_wait(record: JobRecord, position: tuple[int, int] | None) -> None:
+        nonlocal shown
+        text = waiting_text(record, position)
+        if text != shown:  # say it when it changes, not every two seconds
+            err.print(f"[dim]» {text}[/dim]")
+            shown = text
+
     try:
-        end = print_entries(ctx_client.follow(job_id))
+        end = print_entries(ctx_client.follow(job_id, on_wait=on_wait))
     except KeyboardInterrupt:
         err.print(f"\nstopped following; the job goes on. Follow it again with `rai logs {job_id} -f`")
         return 130
@@ -203,11 +221,18 @@ def _record_table(record: JobRecord) -> str:
 @click.pass_obj
 def status(obj: Context, job_id: str, as_json: bool) -> int:
     """Show JOB's state, node, exit code and duration."""
-    record = obj.client().status(job_id)
+    client = obj.client()
+    record = client.status(job_id)
+    position = client.position(record)
     if as_json:
-        click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+        data = record.model_dump(mode="json")
+        if position is not None:
+            data["waiting"] = {"ahead": position[0], "on_queue": position[1]}
+        click.echo(json.dumps(data, indent=2))
     else:
         click.echo(_record_table(record))
+        if record.state == JobState.queued:
+            click.echo(f"{'waiting':>10}  {waiting_text(record, position)}")
     return 0
 
 

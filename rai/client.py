@@ -11,7 +11,7 @@ from rai import __version__
 from rai.archive import pack_directory, unpack
 from rai.backends import Backends
 from rai.backends.store import upload_key
-from rai.errors import NotFound, UserError
+from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.models import CancelRequest, JobRecord, JobRequest, JobState, LogEntry, new_job_id, utcnow
 from rai.profile import Profile
 from rai.projects import check_submission, published_projects
@@ -125,8 +125,11 @@ class Client:
             return f"every node on queue {queue} is drained for now: the job waits until the staff resume one"
         return None
 
-    def follow(self, job_id: str, live: bool = True, idle: float | None = None) -> Iterator[LogEntry]:
-        """The job's log from its first entry; with `live`, on until its end entry."""
+    def follow(self, job_id: str, live: bool = True, idle: float | None = None,
+               on_wait: Callable[[JobRecord, tuple[int, int] | None], None] | None = None) -> Iterator[LogEntry]:
+        """The job's log from its first entry; with `live`, on until its end entry. While the job waits in
+        its queue and its log is quiet, `on_wait(record, (ahead, waiting) or None)` is called every couple
+        of seconds."""
         if not live:
             after = "0"
             while True:
@@ -137,7 +140,32 @@ class Client:
                     after = entry_id
                     yield entry
         else:
-            yield from self.b.logs.follow(job_id, idle=idle)
+            yield from self.b.logs.follow(job_id, idle=idle,
+                                          on_quiet=self._waiting_reporter(job_id, on_wait) if on_wait else None)
+
+    def _waiting_reporter(self, job_id: str, on_wait) -> Callable[[], None]:
+        started = False
+
+        def report() -> None:
+            nonlocal started
+            if started:
+                return
+            try:
+                record = self.b.live.get_job(job_id)
+                if record is None or record.state != JobState.queued:
+                    started = record is not None
+                    return
+                on_wait(record, self.position(record))
+            except ServiceUnavailable:  # the log follower rides out the blip and says so if it lasts
+                pass
+
+        return report
+
+    def position(self, record: JobRecord) -> tuple[int, int] | None:
+        """(jobs waiting ahead of this one, jobs waiting on its queue), when it waits."""
+        if record.state != JobState.queued or not record.queue:
+            return None
+        return self.b.live.waiting_position(record.queue, record.job_id)
 
     def status(self, job_id: str) -> JobRecord:
         record = self.b.live.get_job(job_id)

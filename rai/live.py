@@ -4,6 +4,8 @@
 - `rai:jobs`: every live record's id, scored by submission time, so the console reads the newest
   records without scanning the keyspace; ids whose record expired are pruned as they are met and,
   oldest first, on every write, so the index never outgrows the records
+- `rai:waiting:<queue>`: the ids of the queue's jobs that wait (record state queued), scored by
+  submission time, kept by `put_job`: how many wait ahead of a job (`rai status`, `rai submit`)
 - `rai:cancel:<id>`: a signed cancel request, honoured whether the job waits or runs
 - `rai:node:<name>`: a node's heartbeat, expiring; `rai:nodes` remembers every node ever seen, so a
   node whose heartbeat expired shows as lost
@@ -23,7 +25,7 @@ from datetime import datetime
 import redis
 
 from rai.errors import ServiceUnavailable
-from rai.models import CancelRequest, JobRecord, NodeHeartbeat, utcnow
+from rai.models import CancelRequest, JobRecord, JobState, NodeHeartbeat, utcnow
 
 PREFIX = "rai:"
 
@@ -74,6 +76,11 @@ class LiveBoard:
         pipe = self.r.pipeline()
         pipe.set(key, record.to_json())
         pipe.zadd(f"{self.p}jobs", {record.job_id: at})
+        if record.queue:
+            if record.state == JobState.queued:
+                pipe.zadd(f"{self.p}waiting:{record.queue}", {record.job_id: at})
+            else:
+                pipe.zrem(f"{self.p}waiting:{record.queue}", record.job_id)
         if ttl:
             pipe.expire(key, int(ttl))
         pipe.zrange(f"{self.p}jobs", 0, PRUNE_BATCH - 1)
@@ -110,6 +117,15 @@ class LiveBoard:
         if gone:
             self._call(self.r.zrem, index, *gone)
         return out
+
+    def waiting_position(self, queue: str, job_id: str) -> tuple[int, int] | None:
+        """(jobs waiting ahead of `job_id` by submission time, jobs waiting on `queue`), or None when the job
+        does not wait there."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrank(f"{self.p}waiting:{queue}", job_id)
+        pipe.zcard(f"{self.p}waiting:{queue}")
+        rank, total = self._call(pipe.execute)
+        return None if rank is None else (int(rank), int(total))
 
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self._call(self.r.get, f"{self.p}job:{job_id}")

@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 
 from rai.models import JobState
 from tests.fixtures.e2e import wait_for
@@ -205,6 +206,31 @@ def test_submit_says_when_no_node_can_start_the_job_soon(rai_env):
     env.backends.live.set_draining(env.node, True)
     r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
     assert f"every node on queue {env.queue} is drained for now" in r.stderr
+
+
+def test_a_waiting_job_shows_its_place_in_the_queue_until_it_starts(rai_env):
+    env = rai_env
+    ada = env.account("ada")
+    proj = env.project(["echo done"])
+    first = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    second = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
+    r = env.rai(ada, "status", second)
+    assert f"waiting on {env.queue}: 1 job ahead of yours (2 waiting)" in r.stdout
+    assert json.loads(env.rai(ada, "status", first, "--json").stdout)["waiting"] == {"ahead": 0, "on_queue": 2}
+
+    # a third, followed live: it says where it stands while no node runs anything, then runs
+    follower = env.rai_popen(ada, "submit", "-p", str(proj))
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(follower.stderr), daemon=True)
+    reader.start()
+    wait_for(lambda: any(f"waiting on {env.queue}: 2 jobs ahead of yours (3 waiting)" in line for line in said),
+             what="the place in the queue")
+    env.start_raid()
+    assert follower.wait(60) == 0
+    reader.join(10)
+    assert "done" in follower.stdout.read()
+    assert any("succeeded" in line for line in said)
+    assert "waiting" not in env.rai(ada, "status", first, "--json").stdout
 
 
 def test_revoking_refuses_a_job_already_queued(rai_env):

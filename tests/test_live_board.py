@@ -54,3 +54,25 @@ def test_writes_prune_the_oldest_expired_ids_so_the_index_does_not_grow(redis_cl
     live.put_job(new, ttl=3600)
     live.put_job(new, ttl=3600)  # each write checks a batch of the oldest ids
     assert [m.decode() for m in redis_client.zrange("rai:jobs", 0, -1)] == [new.job_id]
+
+
+def test_waiting_position_follows_each_jobs_state(redis_client):
+    live = LiveBoard(redis_client)
+    a, b, c = (record(n, minutes_ago=3 - n, state=JobState.queued) for n in range(3))
+    other = record(9, minutes_ago=10, state=JobState.queued)
+    for job in (a, b, c):
+        job.queue = "rai_amd64"
+        live.put_job(job)
+    other.queue = "rai_arm64"  # another queue's jobs are not ahead
+    live.put_job(other)
+    assert [live.waiting_position("rai_amd64", j.job_id) for j in (a, b, c)] == [(0, 3), (1, 3), (2, 3)]
+    a.state = JobState.running
+    live.put_job(a)
+    assert live.waiting_position("rai_amd64", c.job_id) == (1, 2)
+    b.state = JobState.cancelled
+    live.put_job(b)
+    assert live.waiting_position("rai_amd64", c.job_id) == (0, 1)
+    assert live.waiting_position("rai_amd64", a.job_id) is None
+    c.state = JobState.running
+    live.put_job(c)
+    assert live.waiting_position("rai_amd64", c.job_id) is None

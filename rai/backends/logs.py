@@ -6,7 +6,7 @@ length and expiring `retention` seconds after the job's end entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from rai.models import LogEntry
@@ -21,8 +21,10 @@ class LogStream(Protocol):
     ) -> list[tuple[str, LogEntry]]:
         """Entries after id `after` ("0" = from the first); waits up to `block` s when none."""
 
-    def follow(self, job_id: str, after: str = "0", idle: float | None = None) -> Iterator[LogEntry]:
-        """Every entry from `after` on, live, ending after the end entry (or `idle` s with nothing new)."""
+    def follow(self, job_id: str, after: str = "0", idle: float | None = None,
+               on_quiet: Callable[[], None] | None = None) -> Iterator[LogEntry]:
+        """Every entry from `after` on, live, ending after the end entry (or `idle` s with nothing new);
+        `on_quiet` is called every couple of seconds while nothing comes."""
 
     def expire(self, job_id: str, seconds: float) -> None:
         """Delete the stream `seconds` from now (after the end entry: the retention period)."""

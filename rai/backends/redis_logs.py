@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ FIELD = b"e"
 SEQ_TTL_MS = 3600 * 1000  # how long a writer's last batch number is remembered
 APPEND_MAX_ENTRIES = 256  # entries per round trip (one script call)
 APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
+QUIET_EVERY = 2.0  # seconds between on_quiet calls of follow() while nothing comes
 
 _BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -181,9 +182,11 @@ class RedisLogStream:
             raise _unavailable(e) from e
         return LogEntry.from_json(rows[0][1][b"e"]) if rows else None
 
-    def follow(self, job_id: str, after: str = "0", idle: float | None = None) -> Iterator[LogEntry]:
+    def follow(self, job_id: str, after: str = "0", idle: float | None = None,
+               on_quiet: Callable[[], None] | None = None) -> Iterator[LogEntry]:
         """Every entry after `after` ("$": only new ones), live; returns after the end entry, or
-        silently after `idle` seconds without a new entry.
+        silently after `idle` seconds without a new entry. `on_quiet()` is called after every
+        QUIET_EVERY seconds without a new entry (a waiting job's client shows its place in the queue).
 
         A connection blip is survived: it reads again from the last id it yielded (nothing twice,
         nothing skipped), giving up with ServiceUnavailable after `retry_for` seconds without Redis."""
@@ -192,7 +195,7 @@ class RedisLogStream:
         failing_since: float | None = None
         delay = 0.05
         while True:
-            wait = 5.0
+            wait = QUIET_EVERY if on_quiet is not None else 5.0
             if idle is not None:
                 wait = min(wait, idle - (time.monotonic() - quiet_since))
                 if wait <= 0:
@@ -211,6 +214,8 @@ class RedisLogStream:
             failing_since, delay = None, 0.05
             if batch:
                 quiet_since = time.monotonic()
+            elif on_quiet is not None:
+                on_quiet()
             for entry_id, entry in batch:
                 last = entry_id
                 yield entry
