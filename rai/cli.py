@@ -96,13 +96,17 @@ class UploadBar:
             self.progress.stop()
 
 
-def waiting_text(record: JobRecord, position: tuple[int, int] | None) -> str:
+def place_text(position: tuple[int, int] | None) -> str:
     if position is None:
-        return f"waiting on {record.queue}"
+        return "not known"
     ahead, waiting = position
     if ahead == 0:
-        return f"waiting on {record.queue}: yours is next"
-    return f"waiting on {record.queue}: {ahead} job{'s' if ahead != 1 else ''} ahead of yours ({waiting} waiting)"
+        return "yours is next"
+    return f"{ahead} job{'s' if ahead != 1 else ''} ahead of yours ({waiting} waiting)"
+
+
+def waiting_text(record: JobRecord, position: tuple[int, int] | None) -> str:
+    return f"waiting on {record.queue}" + (f": {place_text(position)}" if position is not None else "")
 
 
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> int:
@@ -232,7 +236,7 @@ def status(obj: Context, job_id: str, as_json: bool) -> int:
     else:
         click.echo(_record_table(record))
         if record.state == JobState.queued:
-            click.echo(f"{'waiting':>10}  {waiting_text(record, position)}")
+            click.echo(f"{'place':>10}  {place_text(position)}")
     return 0
 
 

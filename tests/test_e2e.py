@@ -215,7 +215,7 @@ def test_a_waiting_job_shows_its_place_in_the_queue_until_it_starts(rai_env):
     first = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
     second = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
     r = env.rai(ada, "status", second)
-    assert f"waiting on {env.queue}: 1 job ahead of yours (2 waiting)" in r.stdout
+    assert "place  1 job ahead of yours (2 waiting)" in r.stdout
     assert json.loads(env.rai(ada, "status", first, "--json").stdout)["waiting"] == {"ahead": 0, "on_queue": 2}
 
     # a third, followed live: it says where it stands while no node runs anything, then runs
