@@ -185,9 +185,9 @@ def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, r
     for t in threads:
         t.start()
     try:
-        deadline = threading.Event()
-        while sum(not t.is_alive() for t in threads) < 4 and not deadline.wait(0.02):
-            pass  # the four over the limit go back to the queue and return
+        # the four over the limit go back to the queue and return; the two admitted reach their containers
+        wait_until(lambda: sum(not t.is_alive() for t in threads) == 4 and len(executor.started) == 2, timeout=20,
+                   what="4 jobs sent back and 2 running (more running means the limit did not hold)")
         assert len(executor.started) == 2, f"{len(executor.started)} of ada's jobs run at once; her role allows 2"
         assert b.queue.depth(queue).waiting == 4
         assert {b.db.get_job(j).state for j in jobs} == {JobState.running, JobState.queued}
