@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,15 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import free_port  # noqa: E402
+
 from rai.live import LiveBoard  # noqa: E402
 from rai.models import JobRecord, JobState, utcnow  # noqa: E402
 from rai.redis_server import connect  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill(live: LiveBoard, jobs: int, start: int) -> None:

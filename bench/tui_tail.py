@@ -31,16 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import free_port  # noqa: E402
+
 JOB = "20260314210000-f100dbe4c4a1"
 LINE = "flood {n:09d} {kind} the quick brown fox jumps over the lazy dog 0123456789"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def flood(url: str, job_id: str, rate: int, seconds: float, first: int, report) -> None:

@@ -22,7 +22,7 @@ from rai.client import Client
 from rai.config import load_config
 from rai.models import JobEnd, JobRecord, JobState, LogKind
 from rai.profile import load_profile, profile_path
-from rai.units import format_duration
+from rai.units import format_duration, plural
 
 err = Console(stderr=True, highlight=False)
 
@@ -102,7 +102,7 @@ def place_text(position: tuple[int, int] | None) -> str:
     ahead, waiting = position
     if ahead == 0:
         return "yours is next"
-    return f"{ahead} job{'s' if ahead != 1 else ''} ahead of yours ({waiting} waiting)"
+    return f"{plural(ahead, 'job')} ahead of yours ({waiting} waiting)"
 
 
 def waiting_text(record: JobRecord, position: tuple[int, int] | None) -> str:
@@ -173,16 +173,14 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
             on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
             upload_progress=bar.advance if bar.enabled else None,
         )
-    notice = client.queue_notice(sub.queue, sub.spec.gpus)
     if no_follow:
         click.echo(sub.job_id)
-        if notice:
-            err.print(f"[yellow]» {notice}[/]")
-        return 0
-    err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
+    else:
+        err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
+    notice = client.queue_notice(sub.queue, sub.spec.gpus)
     if notice:
         err.print(f"[yellow]» {notice}[/]")
-    return _follow_and_report(client, sub.job_id, output)
+    return 0 if no_follow else _follow_and_report(client, sub.job_id, output)
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rai.units import format_duration
+from rai.units import format_duration, plural
 
 if TYPE_CHECKING:
     from rai.queries import History, Leaderboard, Submitted
@@ -67,7 +67,7 @@ def ranking(obj, project, kind, limit, as_json) -> int:
     rule = "best" if board.counts == "best" else "latest"
     out.print(f"[bold]{escape(board.project)} {escape(board.kind)}[/] — {escape(board.metric)}, {order}; "
               f"each team's {rule} valid result; "
-              f"{board.teams} team{'s' if board.teams != 1 else ''}")
+              f"{plural(board.teams, 'team')}")
     if not board.rows:
         out.print("no valid results yet")
         return 0

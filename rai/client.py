@@ -17,6 +17,7 @@ from rai.profile import Profile
 from rai.projects import check_submission, published_projects
 from rai.signing import sign
 from rai.spec import JobSpec, load_spec, parse_spec
+from rai.units import plural
 
 
 @dataclass
@@ -112,14 +113,14 @@ class Client:
         """Why a job just queued may not start soon, as the nodes' heartbeats tell it; None when a node
         that can run it is up (or when the heartbeats cannot be read: the job is queued either way)."""
         try:
-            nodes = [n for n in self.b.live.nodes() if n.heartbeat is not None and n.heartbeat.queue == queue]
+            nodes = self.b.live.serving(queue)
         except Exception:  # noqa: BLE001 - only advice; never fail a submission that went through
             return None
         if not nodes:
             return (f"no rai node serves queue {queue} right now: the job waits there until one starts "
                     "(ctrl+c leaves it queued; follow it later with `rai logs JOB -f`)")
-        if gpus and not any(max(n.heartbeat.gpu_count, len(n.heartbeat.gpus)) >= gpus for n in nodes):
-            return (f"no node on queue {queue} has {gpus} GPU{'s' if gpus != 1 else ''}: the job will be refused "
+        if gpus and not any(n.heartbeat.offered_gpus >= gpus for n in nodes):
+            return (f"no node on queue {queue} has {plural(gpus, 'GPU')}: the job will be refused "
                     "unless one starts first; remove resources.gpu.count from rai_build.yml to run without")
         if all(n.draining for n in nodes):
             return f"every node on queue {queue} is drained for now: the job waits until the staff resume one"

@@ -201,6 +201,10 @@ class LiveBoard:
             views.append(NodeView(n, hb, bool(raw[2 * i + 1])))
         return views
 
+    def serving(self, queue: str) -> list[NodeView]:
+        """The nodes alive on `queue` now (draining ones included)."""
+        return [n for n in self.nodes() if n.heartbeat is not None and n.heartbeat.queue == queue]
+
     # queue-depth history for the console's sparkline
     def record_depth(self, queue: str, waiting: int, at: datetime | None = None, keep: int = 720) -> None:
         at = at or utcnow()

@@ -206,6 +206,11 @@ class NodeHeartbeat(Message):
     started_at: datetime | None = None
     at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def offered_gpus(self) -> int:
+        """GPUs the node runs jobs on: its configured count, or as many as nvidia-smi reports."""
+        return max(self.gpu_count, len(self.gpus))
+
 
 class RankingEntry(Message):
     project: str

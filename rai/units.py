@@ -40,6 +40,11 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _BYTES[m.group(2).lower()])
 
 
+def plural(n: int, word: str) -> str:
+    """`1 job`, `3 jobs`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -20,9 +20,9 @@ from rai.errors import NotFound, UserError
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
-from rai.units import format_duration, format_size
+from rai.units import format_duration, format_size, plural
 from raid.executor import Executor, RunSpec
-from raid.verify import MustWait, Refused, check_jobs_at_once, role_limits, verify_request
+from raid.verify import MustWait, Refused, check_jobs_at_once, jobs_at_once_limit, role_limits, verify_request
 
 log = logging.getLogger("raid.job")
 
@@ -145,8 +145,7 @@ class JobRunner:
         last = self._waiting.get(req.job_id)
         if last is not None:  # back at once: the queue holds little else, so don't spin on it
             self.stopping_hard.wait(max(0.0, WAIT_RECHECK - (time.monotonic() - last)))
-        role = self.cfg.roles.get(account.role)
-        limit = role.jobs_at_once if role else None
+        limit = jobs_at_once_limit(self.cfg, account)
         if limit is None:
             return
         # one atomic admission in Redis, shared by every node: two nodes never both take the last slot
@@ -159,10 +158,9 @@ class JobRunner:
         or, when no live node on its queue has them, is refused with what to do."""
         if wanted <= self.gpus:
             return
-        able = [n.name for n in self.b.live.nodes()  # alive, draining included: a drain is for a while
-                if n.heartbeat is not None and n.name != self.node and n.heartbeat.queue == req.queue
-                and max(n.heartbeat.gpu_count, len(n.heartbeat.gpus)) >= wanted]
-        asks = f"the job asks for {wanted} GPU{'s' if wanted != 1 else ''}"
+        able = [n.name for n in self.b.live.serving(req.queue)  # draining included: a drain is for a while
+                if n.name != self.node and n.heartbeat.offered_gpus >= wanted]
+        asks = f"the job asks for {plural(wanted, 'GPU')}"
         has = f"node {self.node} has {self.gpus or 'none'}"
         if able:
             raise MustWait(f"waiting: {asks} and {has}; it goes back to the queue for a node that has them "

@@ -65,10 +65,15 @@ def role_limits(config: Config, account: Account, spec: JobSpec, queue: str) -> 
     return Limits(time=time, memory=memory, network=spec.network, gpus=spec.gpus)
 
 
+def jobs_at_once_limit(config: Config, account: Account) -> int | None:
+    """How many jobs the account's role runs at once; None: no limit."""
+    role = config.roles.get(account.role)
+    return role.jobs_at_once if role else None
+
+
 def check_jobs_at_once(config: Config, account: Account, running: int) -> None:
     """Raise MustWait when the user already runs as many jobs as the role allows at once."""
-    role = config.roles.get(account.role)
-    limit = role.jobs_at_once if role else None
+    limit = jobs_at_once_limit(config, account)
     if limit is not None and running >= limit:
         raise MustWait(
             f"waiting: {running} of your jobs are running and role {account.role} runs at most {limit} at once; "
