@@ -167,6 +167,46 @@ class RaidConfig(Section):
         return Path(self.work_dir).expanduser() if self.work_dir else data_dir() / "work"
 
 
+DEFAULT_SERVER_PORT = 8470
+DEFAULT_SERVER_URL = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
+
+
+class ServerConfig(Section):
+    """rai-server, the HTTP(S) API every client talks to; the students' config holds only `url` (and `ca_bundle`)."""
+
+    listen: str = f"127.0.0.1:{DEFAULT_SERVER_PORT}"  # HOST:PORT rai-server binds
+    url: str = DEFAULT_SERVER_URL  # where clients reach it (https://... behind TLS)
+    tls_cert: str | None = None  # PEM certificate (chain) rai-server serves; with tls_key, HTTPS
+    tls_key: str | None = None
+    ca_bundle: str | None = None  # clients: a PEM bundle to verify a private CA's certificate
+    max_upload: int = 512 * 1024**2  # bytes a project archive may have; more is refused (413)
+    rate_limits: dict[str, int | None] = Field(default_factory=lambda: {"student": 10, "ta": 60, "admin": None})
+    request_window: float = 300.0  # seconds a signed request may be off the server's clock
+    timeout: float = 30.0  # clients: seconds to wait for the server to answer one request
+
+    _size = field_validator("max_upload", mode="before")(lambda v: parse_size(v))
+    _dur = field_validator("request_window", "timeout", mode="before")(lambda v: parse_duration(v))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v.rstrip("/")
+
+    def listen_address(self) -> tuple[str, int]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UserError(f"server.listen {self.listen!r} is not HOST:PORT", hint="e.g. 0.0.0.0:8443")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def submissions_per_minute(self, role: str) -> int | None:
+        """The role's submissions a minute; None: no limit. A role not named gets the student's."""
+        if role in self.rate_limits:
+            return self.rate_limits[role]
+        return self.rate_limits.get("student")
+
+
 class RoleLimits(Section):
     time_limit: float | None = None
     memory_limit: int | None = None
@@ -198,6 +238,7 @@ class Config(BaseModel):
     email: EmailConfig = Field(default_factory=EmailConfig)
     docker: DockerConfig = Field(default_factory=DockerConfig)
     raid: RaidConfig = Field(default_factory=RaidConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
     projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/projects.py)
     source: str | None = None  # the file this was read from, None for embedded defaults

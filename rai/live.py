@@ -87,6 +87,13 @@ class LiveBoard:
         oldest = self._call(pipe.execute)[-1]
         self._prune([i.decode() for i in oldest])
 
+    def create_job(self, record: JobRecord, ttl: float) -> bool:
+        """Put a new job's record; False (and nothing written) when a job with its id exists already."""
+        created = self._call(self.r.set, f"{self.p}job:{record.job_id}", record.to_json(), nx=True, ex=int(ttl))
+        if created:
+            self.put_job(record, ttl=ttl)
+        return bool(created)
+
     def _prune(self, ids: list[str]) -> None:
         """Drop from the index those of `ids` whose record has expired."""
         if not ids:

@@ -18,7 +18,6 @@ from rai.models import utcnow
 from raid.executor import Executor
 from raid.heartbeat import Heartbeat, gpu_stats
 from raid.job_runner import JobRunner
-from raid.queries import QueryServer
 from raid.ranking import RankedSubmissions
 
 log = logging.getLogger("raid")
@@ -42,9 +41,7 @@ class Daemon:
         self.gpus = config.raid.gpus if config.raid.gpus is not None else len(gpu_stats())
         self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions,
                                 gpus=self.gpus)
-        self.queries = QueryServer(config, self.b, self.node)  # students' signed questions: ranking, history
         self.heartbeat = Heartbeat(self)
-        self.vendor = None  # a CredentialVendor when this node vends clients' upload credentials (S3)
         self.started_at = utcnow()
         self._threads: list[threading.Thread] = []
 
@@ -64,13 +61,6 @@ class Daemon:
             log.warning("removed %d containers left by a previous run of this node", removed)
         self.heartbeat.start()
         self.submissions.publish()
-        self.queries.start()
-        if self.config.store.provider == "s3" and self.config.store.upload_role_arn:
-            from rai.backends.sts import CredentialVendor
-
-            # Clients hold no AWS keys: this node answers their signed requests for scoped upload credentials.
-            self.vendor = CredentialVendor(self.b.redis, self.b.accounts, self.config.store, self.config.broker)
-            self.vendor.start()
         for slot in range(self.capacity):
             t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)
             t.start()
@@ -120,9 +110,6 @@ class Daemon:
         for t in self._threads:
             t.join(timeout=30)
         self.heartbeat.stop()
-        self.queries.stop()
-        if self.vendor is not None:
-            self.vendor.stop()
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""

@@ -37,6 +37,8 @@ def verify_request(req: JobRequest, accounts: Accounts, max_age: float) -> Accou
         account = authenticate(accounts, req, "request")
     except AuthError as e:
         raise Refused(f"refused: {e.message}") from None
+    if not req.upload_key.startswith(f"uploads/{account.username}/"):  # another user's upload: never run it
+        raise Refused("refused: the job names an upload that is not yours; submit again with `rai submit`")
     age = (utcnow() - req.submitted_at).total_seconds()
     if age > max_age:
         raise Refused(f"refused: the request is {age / 3600:.1f} hours old (stale); submit again")

@@ -1,0 +1,105 @@
+"""A job's log as Server-Sent Events: `GET /v1/jobs/{id}/log`.
+
+Each event is one entry of the job's Redis Stream: `id` the stream entry id, `event` its kind (stdout,
+stderr, status, end), `data` the LogEntry JSON. A client that reconnects with `Last-Event-ID` resumes
+right after the last entry it got: nothing lost, nothing twice. Without it the log replays from its
+first entry. While the job waits in its queue, `waiting` events (no id) carry its place whenever it
+changes. The stream closes after the end entry; a comment every 15 s keeps idle proxies from cutting it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import redis
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from rai.models import JobEnd, JobState, LogEntry, LogKind
+from raiserver.jobs import JobId, own_job
+from raiserver.problems import Refusal
+from raiserver.state import ServerState
+
+log = logging.getLogger("raiserver.logs")
+
+QUIET_MS = 2000  # a quiet log is looked at (place in the queue, an end already gone) this often
+BATCH = 500  # entries read per round trip
+PING = 15  # seconds between keep-alive comments
+ENTRY_ID = re.compile(r"^[0-9]+(-[0-9]+)?$")
+_KIND = b'"kind":"'
+
+
+def entry_kind(raw: bytes) -> str:
+    """The kind of a LogEntry's JSON without parsing its (up to 64 KiB) body: `kind` precedes `body`, and a
+    quote inside a body is always escaped, so the first `"kind":"` is the field itself."""
+    i = raw.find(_KIND)
+    if i < 0:
+        return LogKind.status.value
+    i += len(_KIND)
+    return raw[i:raw.find(b'"', i)].decode()
+
+
+def router(state: ServerState) -> APIRouter:
+    api = APIRouter(prefix="/v1")
+
+    @api.get("/jobs/{job_id}/log", summary="The job's log as Server-Sent Events, from the first entry or "
+             "after Last-Event-ID, live until its end",
+             response_class=EventSourceResponse,
+             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+    async def follow(job_id: JobId, request: Request,
+                     after: Annotated[str | None, Query(description="resume after this entry id")] = None,
+                     last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
+        account = await state.auth(request)
+        await run_in_threadpool(own_job, state, account, job_id)
+        start = last_event_id or after or "0"
+        if not ENTRY_ID.match(start):
+            raise Refusal(400, f"{start!r} is not a log entry id", hint="send the id of an event you received")
+        return EventSourceResponse(_events(state, job_id, start), ping=PING,
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return api
+
+
+async def _events(state: ServerState, job_id: str, after: str) -> AsyncIterator[ServerSentEvent]:
+    r = state.follow_redis
+    key = f"rai:log:{job_id}"
+    last = after
+    shown_place = None
+    while True:
+        try:
+            reply = await r.xread({key: last}, count=BATCH, block=QUIET_MS)
+        except redis.exceptions.RedisError as e:
+            log.warning("following %s: %s", job_id, e)
+            yield ServerSentEvent(event="status", data=LogEntry(kind=LogKind.status, body=(
+                "the server lost its connection to the log store; reconnect to read on")).to_json())
+            return  # the client reconnects with Last-Event-ID and reads on from there
+        if reply:
+            for entry_id, fields in reply[0][1]:
+                last = entry_id.decode()
+                raw = fields.get(b"e")
+                if raw is None:
+                    continue
+                kind = entry_kind(raw)
+                yield ServerSentEvent(id=last, event=kind, data=raw.decode())
+                if kind == LogKind.end.value:
+                    return
+            continue
+        record = await run_in_threadpool(state.b.live.get_job, job_id)
+        if record is not None and record.state == JobState.queued and record.queue:
+            place = await run_in_threadpool(state.b.live.waiting_position, record.queue, job_id)
+            if place is not None and place != shown_place:
+                shown_place = place
+                yield ServerSentEvent(event="waiting", data=json.dumps({"ahead": place[0], "on_queue": place[1]}))
+        elif (record is None or record.state.finished) and not await r.exists(key):
+            # the log has expired (or never was): end it from the record so the client is not left waiting
+            record = record or await run_in_threadpool(state.b.db.get_job, job_id)
+            if record is not None:
+                end = JobEnd(state=record.state, exit_code=record.exit_code, duration=record.duration or 0.0,
+                             output_key=record.output_key, message=record.message)
+                yield ServerSentEvent(event="end", data=LogEntry(kind=LogKind.end, end=end).to_json())
+            return
