@@ -20,6 +20,7 @@ from keygen.roster import ImportReport, import_roster, read_roster
 from rai.backends import Backends
 from rai.cli_support import run_cli
 from rai.config import load_config
+from rai.errors import UserError
 from rai.models import Account
 from rai.profile import Profile, write_profile
 
@@ -29,6 +30,19 @@ err = Console(stderr=True, highlight=False)
 
 def _roles(b: Backends) -> list[str]:
     return list(b.config.roles)
+
+
+def _check_output(output: Path | None, force: bool) -> None:
+    """Refuse to replace an existing file at `output` unless `force`: called before anything is changed,
+    so a refused command creates, rotates and writes nothing."""
+    if output is None:
+        return
+    target = output.expanduser()
+    if target.is_dir():
+        raise UserError(f"{output} is a directory", hint="give --output a file path, e.g. ~/.rai_profile")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise UserError(f"{output} exists; it was left as it is",
+                        hint="pass --force to overwrite it, or another --output path")
 
 
 def _emit_profile(account: Account, output: Path | None, what: str) -> None:
@@ -109,10 +123,12 @@ def print_import_report(report: ImportReport) -> None:
 @click.option("--lastname", default="")
 @click.option("--affiliation", default="")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="write the new .rai_profile here (0600)")
+@click.option("--force", is_flag=True, help="with --output: overwrite an existing file")
 @click.option("--send", is_flag=True, help="mail the credentials to the new account")
 @click.pass_obj
-def add(b: Backends, username, email, team, role, firstname, lastname, affiliation, output, send) -> int:
+def add(b: Backends, username, email, team, role, firstname, lastname, affiliation, output, force, send) -> int:
     """Create one account with fresh keys (prints its profile unless -o or --send)."""
+    _check_output(output, force)  # before the account exists: a refusal creates nothing
     mailing = CredentialsRun.from_backends(b) if send else None  # a bad mail setup stops us before creating
     account = lifecycle.create_account(b.accounts, _roles(b), username, email, team=team, role=role,
                                        firstname=firstname, lastname=lastname, affiliation=affiliation)
@@ -159,11 +175,13 @@ def _when(t) -> str:
 @click.option("--access-key", help="find who owns this access key")
 @click.option("--profile", "show_profile", is_flag=True, help="print the account's .rai_profile (with its secret)")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="write the account's .rai_profile here (0600)")
+@click.option("--force", is_flag=True, help="with --output: overwrite an existing file")
 @click.pass_obj
-def show(b: Backends, username, email, access_key, show_profile, output) -> int:
+def show(b: Backends, username, email, access_key, show_profile, output, force) -> int:
     """Show one account: by USERNAME, --email or --access-key (the original's `getkey`)."""
     if sum(bool(x) for x in (username, email, access_key)) != 1:
         raise click.UsageError("name exactly one of USERNAME, --email or --access-key")
+    _check_output(output, force)
     account = lifecycle.find(b.accounts, username=username, email=email, access_key=access_key)
     if show_profile or output:
         _emit_profile(account, output, f"{account.username}")
@@ -189,10 +207,12 @@ def revoke_cmd(b: Backends, username) -> int:
 @cli.command("rotate")
 @click.argument("username")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="write the new .rai_profile here (0600)")
+@click.option("--force", is_flag=True, help="with --output: overwrite an existing file")
 @click.option("--send", is_flag=True, help="mail the new profile to the account's email")
 @click.pass_obj
-def rotate_cmd(b: Backends, username, output, send) -> int:
+def rotate_cmd(b: Backends, username, output, force, send) -> int:
     """Give USERNAME a new secret key; the old one is refused at once (queued jobs included)."""
+    _check_output(output, force)  # before the key changes: a refusal rotates nothing
     mailing = CredentialsRun.from_backends(b) if send else None
     account = lifecycle.rotate(b.accounts, username)
     if output or not send:

@@ -26,7 +26,8 @@ def add(env, username, role="student", team="t1", *extra):
 
 def signed_request(account, secret=None) -> JobRequest:
     req = JobRequest(job_id="j1", access_key=account.access_key, username=account.username, queue="rai_amd64",
-                     spec={"rai": {"image": "x"}, "commands": {"build": ["true"]}}, upload_key="u",
+                     spec={"rai": {"image": "x"}, "commands": {"build": ["true"]}},
+                     upload_key=f"uploads/{account.username}/u",
                      upload_sha256="0" * 64)
     sign(req, secret or account.secret_key)
     return req
@@ -121,6 +122,44 @@ def test_rotate_refuses_the_old_key_at_once(keygen_env, tmp_path):
         verify_request(signed_request(old, old.secret_key), keygen_env.backends.accounts, 3600)
     fresh = keygen_env.backends.accounts.get("ada")
     assert verify_request(signed_request(fresh, new.secret_key), keygen_env.backends.accounts, 3600)
+
+
+def test_add_refuses_to_overwrite_a_profile_and_creates_no_account(keygen_env, tmp_path):
+    target = tmp_path / "taken.profile"
+    target.write_text("someone's profile\n")
+    code, out, err = keygen_env.keygen("add", "--username", "ada", "--email", "ada@example.edu",
+                                       "--output", str(target))
+    assert code == 2 and "Traceback" not in err
+    assert f"{target} exists" in err and "--force" in err and "another --output path" in err
+    assert target.read_text() == "someone's profile\n"
+    assert keygen_env.backends.accounts.get("ada") is None  # refused before creating the account
+    code, _, err = keygen_env.keygen("add", "--username", "ada", "--email", "ada@example.edu",
+                                     "--output", str(target), "--force")
+    assert code == 0, err
+    assert load_profile(target).username == "ada"
+    code, _, err = keygen_env.keygen("add", "--username", "bob", "--email", "bob@example.edu",
+                                     "-o", str(tmp_path))  # a folder, even with --force
+    assert code == 2 and "is a directory" in err
+    assert keygen_env.backends.accounts.get("bob") is None
+
+
+def test_rotate_and_show_refuse_to_overwrite_a_profile(keygen_env, tmp_path):
+    add(keygen_env, "ada")
+    old = keygen_env.backends.accounts.get("ada")
+    target = tmp_path / "taken.profile"
+    target.write_text("keep me\n")
+    code, _, err = keygen_env.keygen("rotate", "ada", "-o", str(target))
+    assert code == 2 and f"{target} exists" in err and "--force" in err
+    assert keygen_env.backends.accounts.get("ada").secret_key == old.secret_key  # not rotated
+    code, _, err = keygen_env.keygen("show", "ada", "-o", str(target))
+    assert code == 2 and f"{target} exists" in err
+    assert target.read_text() == "keep me\n"
+    code, _, err = keygen_env.keygen("rotate", "ada", "-o", str(target), "--force")
+    assert code == 0, err
+    rotated = keygen_env.backends.accounts.get("ada")
+    assert rotated.secret_key != old.secret_key and load_profile(target).secret_key == rotated.secret_key
+    code, _, err = keygen_env.keygen("show", "ada", "-o", str(target), "--force")
+    assert code == 0 and load_profile(target).secret_key == rotated.secret_key
 
 
 def test_rotate_send_mails_the_new_profile_and_reinstates_a_revoked_account(keygen_env):
