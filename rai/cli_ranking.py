@@ -1,4 +1,4 @@
-"""`rai ranking`, `rai history`, `rai submitted`: signed questions answered by the servers (rai/queries.py).
+"""`rai ranking`, `rai history`, `rai submitted`: signed questions rai-server answers (rai/answers.py).
 
 A student sees the leaderboard with the other teams anonymised, their own jobs, and their team's
 submissions; the servers decide what that is, from the account, not from anything the client says.
@@ -6,6 +6,7 @@ submissions; the servers decide what that is, from the account, not from anythin
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from rich.text import Text
 from rai.units import format_duration, plural
 
 if TYPE_CHECKING:
-    from rai.queries import History, Leaderboard, Submitted
+    from rai.answers import History, Leaderboard, Submitted
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -34,17 +35,29 @@ def _value(v: float | None) -> str:
 
 
 def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """Every column as wide as its widest cell; only the last (a message) is cut to fit the terminal."""
+    """Every column as wide as its widest cell. On a terminal only the last (a message) is cut to fit its
+    width; anywhere else (`rai submitted | cat`, a file) nothing is cut or wrapped: whole values, one row a line."""
+    whole = not out.is_terminal
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    widths = [max([len(Text.from_markup(c).plain), *(len(Text.from_markup(r[i]).plain) for r in rows)])
+    widths = [max([Text.from_markup(c).cell_len, *(Text.from_markup(r[i]).cell_len for r in rows)])
               for i, c in enumerate(columns)]
-    widths[-1] = min(widths[-1], max(12, out.width - sum(w + 3 for w in widths[:-1])))
+    if not whole:
+        widths[-1] = min(widths[-1], max(12, out.width - sum(w + 3 for w in widths[:-1])))
     for c, width in zip(columns, widths, strict=True):
         table.add_column(c, justify="right" if c in ("rank", "results") else "left", no_wrap=True,
-                         width=width, overflow="ellipsis")
+                         width=width, overflow="ignore" if whole else "ellipsis")
     for r in rows:
         table.add_row(*r)
-    out.print(table)
+    if whole:
+        # A console as wide as the table: rich would otherwise lay it out (and crop it) at 80 columns.
+        # Without the padding rich leaves at the ends of lines, for grep, cut and diff.
+        wide = Console(file=io.StringIO(), width=sum(w + 3 for w in widths) + 8, highlight=False,
+                       color_system=None, soft_wrap=True)
+        wide.print(table)
+        out.file.write("".join(line.rstrip() + "\n" for line in wide.file.getvalue().splitlines()))
+        out.file.flush()
+    else:
+        out.print(table)
 
 
 def _print_json(answer) -> None:
