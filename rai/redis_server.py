@@ -5,9 +5,18 @@ Redis is the one server even the embedded default needs, so a newcomer never has
 starts `redis-server` as a daemon bound to that address and port only, with append-only persistence
 (queued jobs survive a restart) and its files under `data_dir()/redis`:
 
-- `redis-<port>.conf`  the configuration written before each start
+- `redis-<port>.conf`  the configuration written before each start (mode 0600)
+- `redis-<port>.password`  the server's password (mode 0600, in a 0700 folder), made once
 - `redis-<port>.log`   its log, `redis-<port>.pid` its pid file
 - `appendonly-<port>.aof*` (inside `appendonlydir/` on Redis 7) and `dump-<port>.rdb`: its data
+
+The server it starts for a URL without credentials asks for a password (`requirepass`) that rai
+generates once (`secrets.token_urlsafe(24)`) and keeps in `redis-<port>.password`; every later
+`connect` to that URL reads it from there (`local_password`), so raid, the console and rai-server
+sharing the embedded default config (`redis://127.0.0.1:6379/0`) and data folder share the server
+without anybody typing a password. When a Redis that is not rai's and has no password answers there
+(a developer's own), connect falls back to using it without one. A URL with its own credentials always
+wins: they are used as given, and a server started for them requires that password.
 
 Two processes racing to start it serialise on a lock file; the second finds the first one's server.
 Every failure is a `ServiceUnavailable` naming the URL with a hint, never a traceback.
@@ -17,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -50,18 +61,33 @@ INSTALL_HINT = (
 )
 
 
+def local_password(port: int) -> str | None:
+    """The password of the Redis rai started (or would start) on this machine's `port` for a URL without
+    credentials, read from `data_dir()/redis/redis-<port>.password`; None when there is none yet."""
+    try:
+        text = _password_file(port).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def _password_file(port: int) -> Path:
+    return data_dir() / "redis" / f"redis-{port}.password"
+
+
 def connect(url: str, start_local: bool = True) -> redis.Redis:
     """A client (bytes replies) for `url` that has answered PING; starts a local server if needed."""
     parts = _parse(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 6379
     shown = _redact(url)
-    probe = _client(url, retries=0)
-    problem = _ping(probe, shown)
+    bind = LOCAL_HOSTS.get(host.lower()) if parts.scheme in ("redis", "") else None
+    embedded = bind is not None and not (parts.username or parts.password)
+    target, probe, problem = _probe_embedded(url, shown, port) if embedded else _probe(url, shown)
     if problem is None:
         probe.close()
-        return _answering_client(url, shown, port)
-    bind = LOCAL_HOSTS.get(host.lower()) if parts.scheme in ("redis", "") else None
+        return _answering_client(target, shown, port)
+    probe.close()
     if bind is None:
         raise ServiceUnavailable(f"Redis at {shown} does not answer: {problem}", hint=network_hint(port))
     if not start_local:
@@ -74,9 +100,52 @@ def connect(url: str, start_local: bool = True) -> redis.Redis:
         raise ServiceUnavailable(
             f"Redis at {shown} does not answer and redis-server is not installed to start one", hint=INSTALL_HINT
         )
-    _start_local(server, probe, shown, bind, port, parts.password)
-    probe.close()
-    return _answering_client(url, shown, port)
+    target = _start_local(server, url, shown, bind, port, embedded)
+    return _answering_client(target, shown, port)
+
+
+class _NoPasswordSet(Exception):
+    """The server has no password, yet the client sent the embedded one: a Redis that is not rai's."""
+
+
+class _PasswordWanted(ServiceUnavailable):
+    """The server wants a password the client did not send."""
+
+
+def _probe(url: str, shown: str, password_file: Path | None = None) -> tuple[str, redis.Redis, str | None]:
+    """(url, a client without retries, None when it answered PING or else why not)."""
+    probe = _client(url, retries=0)
+    try:
+        return url, probe, _ping(probe, shown, password_file)
+    except BaseException:
+        probe.close()
+        raise
+
+
+def _probe_embedded(url: str, shown: str, port: int) -> tuple[str, redis.Redis, str | None]:
+    """`_probe` for a local URL without credentials: with the password rai keeps for the port, if any;
+    without it when the Redis answering there has none (not one rai started)."""
+    password = local_password(port)
+    if password is None:
+        try:
+            return _probe(url, shown)
+        except _PasswordWanted as e:
+            password = local_password(port)  # another process may have just made it and started the server
+            if password is None:
+                e.hint = (f"if rai started it for another user or data folder, its password is in that folder's "
+                          f"redis/redis-{port}.password (this one's is {_password_file(port)}): run with the same "
+                          f"RAI_DATA_DIR, or put the password in pubsub.url: redis://:PASSWORD@host:{port}/0")
+                raise
+    try:
+        return _probe(_with_password(url, password), shown, _password_file(port))
+    except _NoPasswordSet:
+        return _probe(url, shown)
+
+
+def _with_password(url: str, password: str) -> str:
+    """`url` (which has no credentials) with `password` for the default user."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f":{quote(password, safe='')}@{parts.netloc}").geturl()
 
 
 def _parse(url: str):
@@ -84,7 +153,7 @@ def _parse(url: str):
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError on a bad port
     except ValueError as e:
-        raise ServiceUnavailable(f"pubsub.url {url!r} is not a valid Redis URL: {e}",
+        raise ServiceUnavailable(f"pubsub.url {_redact(url)!r} is not a valid Redis URL: {_scrub(str(e), url)}",
                                  hint="write it as redis://host:6379/0") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ServiceUnavailable(f"pubsub.url {_redact(url)!r} is not a Redis URL",
@@ -93,16 +162,31 @@ def _parse(url: str):
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages (even a URL that does not parse)."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
+        parts = password = None
+    if parts is not None and password is None:
         return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    if parts is not None and "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    # Unparseable: hide whatever stands between "//" and the last "@" of the authority.
+    return re.sub(r"(//)([^/?#]*@)", lambda m: m.group(1) + "***@", url, count=1)
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` with the password of `url` (as written and percent-decoded) replaced by ***."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return _redact(text)
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def _client(url: str, retries: int) -> redis.Redis:
@@ -121,22 +205,41 @@ def _client(url: str, retries: int) -> redis.Redis:
             retry=retry,
         )
     except ValueError as e:
-        raise ServiceUnavailable(f"pubsub.url {_redact(url)!r} is not a valid Redis URL: {e}",
+        raise ServiceUnavailable(f"pubsub.url {_redact(url)!r} is not a valid Redis URL: {_scrub(str(e), url)}",
                                  hint="write it as redis://host:6379/0") from None
 
 
 def _answering_client(url: str, shown: str, port: int) -> redis.Redis:
     """The client handed out: retries connection blips itself (about 10 s in all)."""
     client = _client(url, retries=10)
-    problem = _ping(client, shown)
+    try:
+        problem = _ping(client, shown)
+    except BaseException:
+        client.close()
+        raise
     if problem is not None:
         client.close()
-        raise ServiceUnavailable(f"Redis at {shown} does not answer: {problem}", hint=network_hint(port))
+        raise ServiceUnavailable(f"Redis at {shown} does not answer: {_scrub(problem, url)}", hint=network_hint(port))
     return client
 
 
-def _ping(client: redis.Redis, shown: str) -> str | None:
-    """None when PING is answered; else why not. Waits for a server still loading its data."""
+def _says_password_wanted(e: Exception) -> bool:
+    """The server wants a password the client did not send (RESP2: NOAUTH; RESP3: HELLO refused)."""
+    text = str(e)
+    return "NOAUTH" in text or "Authentication required" in text or "already authenticated" in text
+
+
+def _says_no_password(e: Exception) -> bool:
+    text = str(e).lower()
+    return "without any password configured" in text or "no password is set" in text
+
+
+def _ping(client: redis.Redis, shown: str, password_file: Path | None = None) -> str | None:
+    """None when PING is answered; else why not. Waits for a server still loading its data.
+
+    `password_file`: the client sends the password kept there (the embedded one); a server that has
+    no password raises _NoPasswordSet, one with another password says so naming the file."""
+    secret = client.connection_pool.connection_kwargs.get("password")
     deadline = time.monotonic() + LOADING_WAIT
     while True:
         try:
@@ -147,22 +250,43 @@ def _ping(client: redis.Redis, shown: str) -> str | None:
                 return "it is still loading its data"
             time.sleep(0.1)
         except (redis.exceptions.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError) as e:
-            raise ServiceUnavailable(f"Redis at {shown} refused the credentials: {e}",
+            said = _hide(str(e), secret)
+            if password_file is not None:
+                if _says_no_password(e):
+                    raise _NoPasswordSet() from None
+                raise ServiceUnavailable(
+                    f"Redis at {shown} refused the password rai keeps for it in {password_file}: {said}",
+                    hint="another Redis with its own password holds the port: put that password in pubsub.url "
+                         f"(redis://:PASSWORD@host:port/0), or stop it and remove {password_file}",
+                ) from None
+            if _says_password_wanted(e):
+                raise _PasswordWanted(f"Redis at {shown} wants a password: {said}",
+                                      hint="put it in pubsub.url: redis://:PASSWORD@host:6379/0") from None
+            raise ServiceUnavailable(f"Redis at {shown} refused the credentials: {said}",
                                      hint="check the password in pubsub.url") from None
         except redis.exceptions.ResponseError as e:
+            said = _hide(str(e), secret)
             if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
-                raise ServiceUnavailable(f"Redis at {shown} wants a password: {e}",
-                                         hint="put it in pubsub.url: redis://:PASSWORD@host:6379/0") from None
-            return str(e)
+                raise _PasswordWanted(f"Redis at {shown} wants a password: {said}",
+                                      hint="put it in pubsub.url: redis://:PASSWORD@host:6379/0") from None
+            return said
         except (redis.exceptions.RedisError, OSError) as e:
-            return str(e) or type(e).__name__
+            return _hide(str(e), secret) or type(e).__name__
+
+
+def _hide(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 def _conf_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _start_local(server: str, probe: redis.Redis, shown: str, bind: str, port: int, password: str | None) -> None:
+def _start_local(server: str, url: str, shown: str, bind: str, port: int, embedded: bool) -> str:
+    """Start redis-server for `url` (unless another process did meanwhile); the URL to connect with.
+
+    `embedded`: the URL has no credentials, so the server gets the password kept for its port (made now
+    when there is none yet)."""
     folder = data_dir() / "redis"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -173,55 +297,106 @@ def _start_local(server: str, probe: redis.Redis, shown: str, bind: str, port: i
         ) from None
     log_file = folder / f"redis-{port}.log"
     with _start_lock(folder / f"redis-{port}.lock"):
+        if embedded:
+            password = _ensure_password(folder, port, shown)
+            target = _with_password(url, password)
+        else:
+            password = unquote(urlsplit(url).password or "") or None
+            target = url
         # Another process may have started it while this one waited for the lock.
-        if _ping(probe, shown) is None:
-            return
-        conf = folder / f"redis-{port}.conf"
-        lines = [
-            f"port {port}",
-            f"bind {bind}",
-            "protected-mode yes",
-            "daemonize yes",
-            f"dir {_conf_value(str(folder))}",
-            f"pidfile {_conf_value(str(folder / f'redis-{port}.pid'))}",
-            f"logfile {_conf_value(str(log_file))}",
-            "appendonly yes",
-            f"appendfilename {_conf_value(f'appendonly-{port}.aof')}",
-            f"dbfilename {_conf_value(f'dump-{port}.rdb')}",
-        ]
-        if password:
-            lines.append(f"requirepass {_conf_value(password)}")
-        conf.write_text("\n".join(lines) + "\n")
-        log_start = log_file.stat().st_size if log_file.exists() else 0
-        os.chmod(conf, 0o600)
         try:
-            done = subprocess.run([server, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=15, close_fds=True)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise ServiceUnavailable(f"Redis at {shown} does not answer, and starting {server} failed: {e}",
-                                     hint=INSTALL_HINT) from None
-        if done.returncode != 0:
-            said = done.stdout.decode(errors="replace").strip()[-500:] or _log_tail(log_file)
-            raise ServiceUnavailable(
-                f"Redis at {shown} does not answer, and {server} would not start (exit {done.returncode}): {said}",
-                hint=f"see {log_file}",
-            )
-        deadline = time.monotonic() + START_WAIT
-        problem = "no answer"
-        while time.monotonic() < deadline:
-            problem = _ping(probe, shown)
+            _, probe, problem = _probe(target, shown, _password_file(port) if embedded else None)
+        except _NoPasswordSet:  # a passwordless Redis (not rai's) started there meanwhile: use it as it is
+            return url
+        with contextlib.closing(probe):
             if problem is None:
-                return
-            fatal = _fatal_in_log(log_file, log_start)
-            if fatal:
-                raise ServiceUnavailable(
-                    f"Redis at {shown} does not answer, and the redis-server started for it stopped: {fatal}",
-                    hint=f"see {log_file}; another program may hold port {port}: set pubsub.url to another port",
-                )
-            time.sleep(0.05)
+                return target
+            _run_server(server, probe, shown, bind, port, password, folder, log_file)
+            return target
+
+
+def _ensure_password(folder: Path, port: int, shown: str) -> str:
+    """The password kept in `folder`/redis-<port>.password, made (0600, random) when there is none.
+    Called with the start lock held, so only one process makes it; it appears whole (renamed into place)."""
+    password = local_password(port)
+    if password is not None:
+        return password
+    path = folder / f"redis-{port}.password"
+    password = secrets.token_urlsafe(24)
+    tmp = folder / f".redis-{port}.password.{os.getpid()}"
+    try:
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        os.chmod(tmp, 0o600)  # whatever the umask
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ServiceUnavailable(
+            f"Redis at {shown} does not answer, and the password file {path} for the one rai would start "
+            f"cannot be written: {e}",
+            hint="set RAI_DATA_DIR to a writable folder",
+        ) from None
+    return password
+
+
+def _run_server(server: str, probe: redis.Redis, shown: str, bind: str, port: int, password: str | None,
+                folder: Path, log_file: Path) -> None:
+    """Write the config, start redis-server as a daemon and wait until `probe` gets an answer."""
+    conf = folder / f"redis-{port}.conf"
+    lines = [
+        f"port {port}",
+        f"bind {bind}",
+        "protected-mode yes",
+        "daemonize yes",
+        f"dir {_conf_value(str(folder))}",
+        f"pidfile {_conf_value(str(folder / f'redis-{port}.pid'))}",
+        f"logfile {_conf_value(str(log_file))}",
+        "appendonly yes",
+        f"appendfilename {_conf_value(f'appendonly-{port}.aof')}",
+        f"dbfilename {_conf_value(f'dump-{port}.rdb')}",
+    ]
+    if password:
+        lines.append(f"requirepass {_conf_value(password)}")
+    # 0600 from the start: the file holds the password
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.chmod(conf, 0o600)
+        f.write("\n".join(lines) + "\n")
+    log_start = log_file.stat().st_size if log_file.exists() else 0
+    try:
+        done = subprocess.run([server, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=15, close_fds=True)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ServiceUnavailable(f"Redis at {shown} does not answer, and starting {server} failed: {e}",
+                                 hint=INSTALL_HINT) from None
+    if done.returncode != 0:
+        said = _hide(done.stdout.decode(errors="replace").strip()[-500:] or _log_tail(log_file), password)
+        raise ServiceUnavailable(
+            f"Redis at {shown} does not answer, and {server} would not start (exit {done.returncode}): {said}",
+            hint=f"see {log_file}",
+        )
+    deadline = time.monotonic() + START_WAIT
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        problem = _ping(probe, shown)
+        if problem is None:
+            return
+        fatal = _hide(_fatal_in_log(log_file, log_start) or "", password)
+        if fatal:
+            raise ServiceUnavailable(
+                f"Redis at {shown} does not answer, and the redis-server started for it stopped: {fatal}",
+                hint=f"see {log_file}; another program may hold port {port}: set pubsub.url to another port",
+            )
+        time.sleep(0.05)
     raise ServiceUnavailable(
         f"started redis-server for {shown}, but it did not answer within {START_WAIT:.0f}s ({problem}); "
-        f"its log says: {_log_tail(log_file) or '(nothing)'}",
+        f"its log says: {_hide(_log_tail(log_file), password) or '(nothing)'}",
         hint=f"see {log_file}; another program may hold port {port}: set pubsub.url to another port",
     )
 

@@ -56,3 +56,34 @@ def test_raid_service_restarts_on_failure_and_logs_to_journald():
     assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) > 60  # grace, then hand back
     assert "raid" in service["ExecStart"] and service["User"] != "root"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_rai_server_service_restarts_on_failure_and_runs_what_deploy_md_says():
+    from raiserver.cli import cli
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(ROOT / "deploy" / "rai-server.service")
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure" and float(service["RestartSec"]) > 0
+    assert service["StandardOutput"] == service["StandardError"] == "journal"
+    assert service["KillSignal"] == "SIGTERM" and service["User"] != "root"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    command = service["ExecStart"].split()
+    assert command[0].endswith("/rai-server")
+    options = {name for p in cli.params for name in p.opts}
+    flags = [a for a in command[1:] if a.startswith("--")]
+    assert set(flags) <= options and {"--config", "--listen", "--tls-cert", "--tls-key"} <= set(flags)
+
+
+def test_the_server_configs_in_deploy_md_load():
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    section = doc.split("## 5. rai-server", 1)[1].split("\n## ", 1)[0]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    servers = [Config.model_validate(b).server for b in blocks if "server" in b]
+    assert len(servers) == 2
+    assert servers[0].listen_address() == ("0.0.0.0", 8443) and servers[0].tls_cert and servers[0].tls_key
+    assert servers[0].submissions_per_minute("admin") is None
+    assert servers[1].url == "https://rai.example.edu:8443" and servers[1].ca_bundle
+    # the students' block names nothing but the server
+    assert [set(b) for b in blocks if "server" in b][1] == {"server"}
