@@ -15,7 +15,6 @@ import click
 from rich.console import Console
 
 from rai import __version__
-from rai.backends import Backends
 from rai.cli_ranking import COMMANDS as RANKING_COMMANDS
 from rai.cli_support import run_cli
 from rai.client import Client
@@ -24,7 +23,7 @@ from rai.models import JobEnd, JobRecord, JobState, LogKind
 from rai.profile import load_profile, profile_path
 from rai.units import format_duration, plural
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # piped or redirected: whole lines, never cut
 
 
 class Context:
@@ -32,11 +31,8 @@ class Context:
         self.config_path = config_path
         self.profile_arg = profile
 
-    def backends(self) -> Backends:
-        return Backends(load_config(self.config_path))
-
     def client(self) -> Client:
-        return Client(self.backends(), load_profile(self.profile_arg))
+        return Client(load_config(self.config_path), load_profile(self.profile_arg))
 
 
 def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> JobEnd | None:
@@ -67,7 +63,8 @@ def print_summary(job_id: str, end: JobEnd) -> None:
         + (f"\n  {end.message}" if end.message else "")
     )
     if end.output_key:
-        err.print(f"  outputs: {end.output_url or end.output_key}  (fetch with `rai get {job_id} -o DIR`)")
+        link = end.output_url if (end.output_url or "").startswith(("https://", "http://")) else None
+        err.print(f"  outputs: {link or 'kept on the server'}  (fetch with `rai get {job_id} -o DIR`)")
 
 
 class UploadBar:
@@ -105,22 +102,15 @@ def place_text(position: tuple[int, int] | None) -> str:
     return f"{plural(ahead, 'job')} ahead of yours ({waiting} waiting)"
 
 
-def waiting_text(record: JobRecord, position: tuple[int, int] | None) -> str:
-    return f"waiting on {record.queue}" + (f": {place_text(position)}" if position is not None else "")
+def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None, queue: str | None = None) -> int:
+    def on_wait(position: tuple[int, int]) -> None:  # the server says it when the place changes
+        err.print(f"[dim]» waiting{f' on {queue}' if queue else ''}: {place_text(position)}[/dim]")
 
-
-def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> int:
-    shown = None
-
-    def on_wait(record: JobRecord, position: tuple[int, int] | None) -> None:
-        nonlocal shown
-        text = waiting_text(record, position)
-        if text != shown:  # say it when it changes, not every two seconds
-            err.print(f"[dim]» {text}[/dim]")
-            shown = text
+    def on_gap(text: str) -> None:
+        err.print(f"[yellow]» {text}[/]")
 
     try:
-        end = print_entries(ctx_client.follow(job_id, on_wait=on_wait))
+        end = print_entries(ctx_client.follow(job_id, on_wait=on_wait, on_gap=on_gap))
     except KeyboardInterrupt:
         err.print(f"\nstopped following; the job goes on. Follow it again with `rai logs {job_id} -f`")
         return 130
@@ -129,7 +119,7 @@ def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None) -> 
         return 1
     print_summary(job_id, end)
     if output is not None and end.output_key:
-        n = ctx_client.download_outputs(job_id, output, output_key=end.output_key)
+        n = ctx_client.download_outputs(job_id, output)
         err.print(f"  {n} files of /build written to {output}")
     return 0 if end.state == JobState.succeeded else 1
 
@@ -177,10 +167,9 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
         click.echo(sub.job_id)
     else:
         err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
-    notice = client.queue_notice(sub.queue, sub.spec.gpus)
-    if notice:
-        err.print(f"[yellow]» {notice}[/]")
-    return 0 if no_follow else _follow_and_report(client, sub.job_id, output)
+    if sub.notice:
+        err.print(f"[yellow]» {sub.notice}[/]")
+    return 0 if no_follow else _follow_and_report(client, sub.job_id, output, sub.queue)
 
 
 @cli.command()
@@ -190,7 +179,6 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
 def logs(obj: Context, job_id: str, follow: bool) -> int:
     """Print JOB's whole log from its first line (and, with -f, live until it ends)."""
     client = obj.client()
-    client.status(job_id)  # a clear "no job" before waiting on an empty stream
     if follow:
         return _follow_and_report(client, job_id, None)
     end = print_entries(client.follow(job_id, live=False))
@@ -223,9 +211,7 @@ def _record_table(record: JobRecord) -> str:
 @click.pass_obj
 def status(obj: Context, job_id: str, as_json: bool) -> int:
     """Show JOB's state, node, exit code and duration."""
-    client = obj.client()
-    record = client.status(job_id)
-    position = client.position(record)
+    record, position = obj.client().status(job_id)
     if as_json:
         data = record.model_dump(mode="json")
         if position is not None:

@@ -53,26 +53,27 @@ def router(state: ServerState) -> APIRouter:
              responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def follow(job_id: JobId, request: Request,
                      after: Annotated[str | None, Query(description="resume after this entry id")] = None,
+                     live: Annotated[bool, Query(description="false: what there is now, then close")] = True,
                      last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
         account = await state.auth(request)
         await run_in_threadpool(own_job, state, account, job_id)
         start = last_event_id or after or "0"
         if not ENTRY_ID.match(start):
             raise Refusal(400, f"{start!r} is not a log entry id", hint="send the id of an event you received")
-        return EventSourceResponse(_events(state, job_id, start), ping=PING,
+        return EventSourceResponse(_events(state, job_id, start, live), ping=PING,
                                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return api
 
 
-async def _events(state: ServerState, job_id: str, after: str) -> AsyncIterator[ServerSentEvent]:
+async def _events(state: ServerState, job_id: str, after: str, live: bool = True) -> AsyncIterator[ServerSentEvent]:
     r = state.follow_redis
     key = f"rai:log:{job_id}"
     last = after
     shown_place = None
     while True:
         try:
-            reply = await r.xread({key: last}, count=BATCH, block=QUIET_MS)
+            reply = await r.xread({key: last}, count=BATCH, block=QUIET_MS if live else None)
         except redis.exceptions.RedisError as e:
             log.warning("following %s: %s", job_id, e)
             yield ServerSentEvent(event="status", data=LogEntry(kind=LogKind.status, body=(
@@ -102,4 +103,6 @@ async def _events(state: ServerState, job_id: str, after: str) -> AsyncIterator[
                 end = JobEnd(state=record.state, exit_code=record.exit_code, duration=record.duration or 0.0,
                              output_key=record.output_key, message=record.message)
                 yield ServerSentEvent(event="end", data=LogEntry(kind=LogKind.end, end=end).to_json())
+            return
+        if not live:
             return

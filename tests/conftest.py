@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.fakes",
     "tests.fixtures.tui",
+    "tests.fixtures.server",
 ]

@@ -144,20 +144,22 @@ def test_forged_and_revoked_credentials_are_refused_and_nothing_runs(running_rai
     proj = env.project(["echo SHOULD-NOT-RUN"])
     forged = env.tmp / "forged.profile"
     forged.write_text(ada.read_text().replace("secret_key: ", "secret_key: x"))
-    r = env.rai(forged, "submit", "-p", str(proj))
-    assert r.returncode == 1
+    r = env.rai(forged, "submit", "-p", str(proj))  # refused at the server's door, before anything is uploaded
+    assert r.returncode == 5
     assert "SHOULD-NOT-RUN" not in r.stdout
-    assert "refused" in r.stderr and "signature" in r.stderr
+    assert "signature does not match your key" in r.stderr
 
     unknown = env.tmp / "unknown.profile"
     unknown.write_text(ada.read_text().replace("access_key: ", "access_key: NOPE"))
     r = env.rai(unknown, "submit", "-p", str(proj))
-    assert r.returncode == 1 and "unknown" in r.stderr
+    assert r.returncode == 5 and "unknown" in r.stderr
 
     assert env.keygen("revoke", "ada").returncode == 0
     r = env.rai(ada, "submit", "-p", str(proj))
-    assert r.returncode == 1
+    assert r.returncode == 5
     assert "SHOULD-NOT-RUN" not in r.stdout and "revoked" in r.stderr
+    assert not any((env.tmp / "store").rglob("*.tar.zst")) if (env.tmp / "store").exists() else True
+    assert env.backends.queue.depth(env.queue).waiting == 0
 
 
 def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(rai_env):
@@ -240,9 +242,13 @@ def test_revoking_refuses_a_job_already_queued(rai_env):
     job_id = env.rai(ada, "submit", "--no-follow", "-p", str(proj)).stdout.strip()
     assert env.keygen("revoke", "ada").returncode == 0
     env.start_raid()
-    r = env.rai(ada, "logs", job_id, "--follow")
-    assert "SHOULD-NOT-RUN" not in r.stdout and "revoked" in r.stderr
-    assert status(env, ada, job_id)["state"] == JobState.refused.value
+    wait_for(lambda: (rec := env.backends.db.get_job(job_id)) is not None and rec.state.finished, 30,
+             what="raid to end the job")
+    record = env.backends.db.get_job(job_id)
+    assert record.state == JobState.refused and "revoked" in record.message
+    assert not any(e.kind.value == "stdout" for _, e in env.backends.logs.read(job_id))
+    r = env.rai(ada, "logs", job_id, "--follow")  # and the revoked key reads nothing any more
+    assert r.returncode == 5 and "revoked" in r.stderr and "SHOULD-NOT-RUN" not in r.stdout
 
 
 def test_invalid_spec_is_refused_before_upload(rai_env):

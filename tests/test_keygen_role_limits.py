@@ -11,7 +11,6 @@ import pytest
 
 from keygen.accounts import create_account
 from rai.backends import Backends
-from rai.client import Client
 from rai.config import Config, RoleLimits
 from rai.models import Account, JobRequest, JobState, LogKind
 from rai.profile import Profile
@@ -20,6 +19,7 @@ from raid.executor import RunResult
 from raid.job_runner import JobRunner
 from raid.verify import MustWait, Refused, check_jobs_at_once, role_limits
 from tests.fixtures.redis import wait_until
+from tests.fixtures.server import client_of
 
 ROLES = {
     "student": RoleLimits(time_limit="10m", memory_limit="2g", gpus=1, network=False, queues=["rai_amd64"],
@@ -84,7 +84,7 @@ class GatedExecutor:
         return RunResult(state=JobState.succeeded, exit_code=0, duration=0.1, message="")
 
 
-def one_student(tmp_path, redis_url, jobs_at_once: int):
+def one_student(tmp_path, redis_url, jobs_at_once: int, serve):
     """An installation on its own queue, ada (a student) and a project of hers: (config, backends, her client,
     project folder)."""
     cfg = Config.model_validate({
@@ -100,12 +100,13 @@ def one_student(tmp_path, redis_url, jobs_at_once: int):
     project = tmp_path / "proj"
     project.mkdir()
     (project / "rai_build.yml").write_text("rai: {image: x}\ncommands: {build: [echo hi]}\n")
-    return cfg, b, Client(b, Profile.from_account(ada)), project
+    return cfg, b, client_of(serve(cfg, b), Profile.from_account(ada)), project
 
 
-def test_a_job_over_jobs_at_once_goes_back_to_the_queue_and_runs_later(tmp_path, redis_url, redis_client, monkeypatch):
+def test_a_job_over_jobs_at_once_goes_back_to_the_queue_and_runs_later(tmp_path, redis_url, redis_client, monkeypatch,
+                                                                       serve):
     monkeypatch.setattr("raid.job_runner.WAIT_RECHECK", 0.1)
-    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=1)
+    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=1, serve=serve)
     queue = cfg.broker.queue
     first = client.submit(project).job_id
     second = client.submit(project).job_id
@@ -158,8 +159,8 @@ class SlowWrites:
         return getattr(self.db, name)
 
 
-def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, redis_url, redis_client):
-    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=2)
+def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, redis_url, redis_client, serve):
+    cfg, b, client, project = one_student(tmp_path, redis_url, jobs_at_once=2, serve=serve)
     queue = cfg.broker.queue
     jobs = [client.submit(project).job_id for _ in range(6)]
 

@@ -1,5 +1,5 @@
 """Ranked submissions end to end: `rai submit --submit KIND` → raid runs the project's own build spec →
-the result is read on the server → `rai ranking`, `rai history`, `rai submitted` through signed queries.
+the result is read on the server → `rai ranking`, `rai history`, `rai submitted` through rai-server.
 
 Real Redis, a real raid subprocess (--workers 2), real containers. One installation for the module;
 each test ranks in its own submission kind so the tests do not see each other's results.
@@ -12,18 +12,18 @@ import io
 import json
 import sys
 import time
-from datetime import timedelta
 
+import httpx
 import pytest
 
 from keygen.accounts import create_account
 from rai.client import Client
-from rai.errors import AuthError
+from rai.config import load_config
+from rai.errors import UserError
 from rai.leaderboard import team_label
-from rai.models import LogEntry, LogKind, Query, utcnow
+from rai.models import LogEntry, LogKind
 from rai.profile import Profile, load_profile, write_profile
-from rai.queries import QUERIES, REPLY, ask
-from rai.signing import sign
+from rai.signing import authorization_headers
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 
 APP_SECRET = "ranking-test-app-secret"
@@ -82,7 +82,9 @@ def regex_solver(env: RaiEnv, name: str, correctness: float, op_time: float):
 
 
 def client(env: RaiEnv, user: str) -> Client:
-    return Client(env.backends, load_profile(env.profiles[user]))
+    """The user's client as they hold it: the students' config (the server's URL) and their profile."""
+    env.ensure_server()
+    return Client(load_config(env.student_config), load_profile(env.profiles[user]))
 
 
 def submit(env: RaiEnv, user: str, project, kind: str) -> str:
@@ -222,52 +224,33 @@ def test_missing_required_file_and_unknown_kind_are_refused_before_upload(env):
 
 
 def test_raid_refuses_what_a_modified_client_lets_through(env, monkeypatch):
-    client = Client(env.backends, load_profile(env.profiles["ada"]))
+    client = globals()["client"](env, "ada")
     monkeypatch.setattr("rai.client.check_submission", lambda *a: (None, type("K", (), {"spec": None})()))
     no_report = client.submit(solver(env, "sneaky"), submission="conv/final").job_id
-    unknown = client.submit(solver(env, "sneaky"), submission="conv/m9").job_id
-    records = finish(env, no_report, unknown)
+    with pytest.raises(UserError, match="no submission kind 'm9'"):  # the server refuses it at the door
+        client.submit(solver(env, "sneaky"), submission="conv/m9")
+    records = finish(env, no_report)
     assert records[no_report].state.value == "refused" and "needs report.pdf" in records[no_report].message
-    assert records[unknown].state.value == "refused" and "no submission kind 'm9'" in records[unknown].message
 
 
-def test_queries_are_verified_like_jobs(env):
-    r = env.backends.redis
+def test_questions_are_signed_fresh_and_never_replayed(env):
+    env.ensure_server()
     ada = load_profile(env.profiles["ada"])
-    with pytest.raises(AuthError, match="signature"):
-        ask(r, ada.access_key, ada.username, "not-the-secret", "history")
-    with pytest.raises(AuthError, match="other than the key's owner"):
-        ask(r, ada.access_key, "bob", ada.secret_key, "history")
+
+    def ask(secret: str = ada.secret_key, now: float | None = None, headers: dict | None = None):
+        headers = headers or authorization_headers(ada.access_key, secret, "GET", "/v1/history", [], now=now)
+        return httpx.get(env.server_url + "/v1/history", headers=headers, timeout=10), headers
+
+    r, _ = ask("not-the-secret")
+    assert r.status_code == 401 and "signature does not match your key" in r.json()["error"]
     started = time.monotonic()
-    assert ask(r, ada.access_key, ada.username, ada.secret_key, "history").username == "ada"
+    r, sent = ask()
+    assert r.status_code == 200 and r.json()["username"] == "ada"
     assert time.monotonic() - started < 5
-    # a query whose clock is off (or a replayed old one) gets a refusal, not silence
-    old = Query(access_key=ada.access_key, username="ada", what="history", asked_at=utcnow() - timedelta(minutes=10))
-    sign(old, ada.secret_key)
-    r.xadd(QUERIES, {"q": old.to_json()})
-    reply = json.loads(r.blpop([REPLY + old.query_id], timeout=10)[1])
-    assert not reply["ok"] and "s old; check your computer's clock" in reply["error"]
-
-
-def test_a_query_taken_by_a_node_that_died_is_answered_by_another(env):
-    r = env.backends.redis
-    ada = load_profile(env.profiles["ada"])
-    query = Query(access_key=ada.access_key, username="ada", what="history")
-    sign(query, ada.secret_key)
-    # a node takes the query in the same breath as it is asked, then dies without answering
-    pipe = r.pipeline()
-    pipe.xadd(QUERIES, {"q": query.to_json()})
-    pipe.xreadgroup("raid", "dead-node-0", {QUERIES: ">"}, count=100)
-    taken = pipe.execute()[1]
-    assert [fields[b"q"] for _id, fields in taken[0][1]] == [query.to_json().encode()]
-    # the live raid answers it while the student's client still waits (rai waits 15 s)
-    started = time.monotonic()
-    popped = r.blpop([REPLY + query.query_id], timeout=15)
-    assert popped, "nobody answered the query the dead node had taken"
-    assert json.loads(popped[1])["ok"]
-    assert time.monotonic() - started < 10
-    # acknowledged just after the reply is written: nothing stays pending for a dead consumer
-    wait_for(lambda: r.xpending(QUERIES, "raid")["pending"] == 0, 5, what="the query acknowledged")
+    r, _ = ask(headers=sent)  # the same request again, nonce and all
+    assert r.status_code == 401 and "replay" in r.json()["error"]
+    r, _ = ask(now=time.time() - 600)  # a clock ten minutes off, or a request kept and sent later
+    assert r.status_code == 401 and "s old" in r.json()["error"] and "clock" in r.json()["hint"]
 
 
 def admin(env: RaiEnv, *args: str):

@@ -1,0 +1,195 @@
+"""The client's side of rai-server's HTTP API: every request signed (rai/signing.py), certificates
+verified (`server.ca_bundle` for a private CA), refusals turned into the client's errors, and a log
+followed as Server-Sent Events that resumes with `Last-Event-ID` after a dropped connection.
+
+The client holds the server's URL and the user's profile, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from rai import __version__
+from rai.config import ServerConfig
+from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
+from rai.profile import Profile
+from rai.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
+
+log = logging.getLogger("rai.api")
+
+RECONNECT_FOR = 120.0  # seconds a follower keeps reconnecting through a dropped connection
+READ_IDLE = 60.0  # seconds without a byte (the server pings every 15) before a log connection counts as dropped
+
+
+class Conflict(UserError):
+    """The request conflicts with the job's state (it already ended, the id exists)."""
+
+    exit_code = 1
+
+
+class RateLimited(UserError):
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str | None, retry_after: float):
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class ServerAPI:
+    def __init__(self, server: ServerConfig, profile: Profile):
+        self.base = server.url.rstrip("/")
+        self.prefix = urlsplit(self.base).path.rstrip("/")  # a server behind a proxy at https://host/rai
+        self.profile = profile
+        self.timeout = server.timeout
+        verify: bool | str = True
+        if server.ca_bundle:
+            bundle = Path(server.ca_bundle).expanduser()
+            if not bundle.is_file():
+                raise UserError(f"server.ca_bundle {bundle} does not exist",
+                                hint="point it at the PEM file your course staff gave you")
+            verify = str(bundle)
+        self.http = httpx.Client(base_url=self.base, verify=verify, timeout=httpx.Timeout(self.timeout, connect=10),
+                                 headers={"User-Agent": f"rai/{__version__}"}, follow_redirects=False)
+
+    # --- one request --------------------------------------------------------------------------
+
+    def _headers(self, method: str, path: str, params: dict | None, digest: str) -> dict[str, str]:
+        query = [(k, str(v)) for k, v in (params or {}).items() if v is not None]
+        return authorization_headers(self.profile.access_key, self.profile.secret_key, method, self.prefix + path,
+                                     query, digest)
+
+    def request(self, method: str, path: str, params: dict | None = None, body: dict | str | None = None,
+                content: Iterable[bytes] | None = None, headers: dict | None = None,
+                timeout: float | None = None) -> httpx.Response:
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        data: bytes | None = None
+        if body is not None:
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            digest = hashlib.sha256(data).hexdigest()
+        else:
+            digest = UNSIGNED_PAYLOAD if content is not None else EMPTY_SHA256
+        hdrs = {**self._headers(method, path, params, digest), **(headers or {})}
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        try:
+            response = self.http.request(method, path, params=params, content=data if data is not None else content,
+                                         headers=hdrs,
+                                         timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+        except httpx.HTTPError as e:
+            raise self._unreachable(e) from None
+        if response.status_code >= 400:
+            raise self.problem(response)
+        return response
+
+    def get(self, path: str, **params) -> dict:
+        return self.request("GET", path, params=params).json()
+
+    def _unreachable(self, e: httpx.HTTPError) -> ServiceUnavailable:
+        text = str(e) or type(e).__name__
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+            return ServiceUnavailable(f"the rai server at {self.base} did not show a certificate rai trusts",
+                                      hint="if your course uses its own certificate authority, set server.ca_bundle "
+                                           "in your config to the PEM file they give you")
+        if isinstance(e, httpx.TimeoutException):
+            return ServiceUnavailable(f"the rai server at {self.base} did not answer within {self.timeout:.0f}s",
+                                      hint="try again; check your network connection")
+        return ServiceUnavailable(f"cannot reach the rai server at {self.base} ({text})",
+                                  hint="check server.url in your config and your network connection")
+
+    def problem(self, response: httpx.Response) -> UserError:
+        """The error a refused request raises: the server's message and hint, the exit code by its status."""
+        try:
+            response.read()
+            data = response.json()
+        except (ValueError, httpx.HTTPError):
+            data = {}
+        message, hint = data.get("error"), data.get("hint")
+        if message is None and isinstance(data.get("detail"), list):  # the API's own validation of a request
+            message = "the server refused the request: " + "; ".join(
+                f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in data["detail"])
+        message = message or f"the rai server answered {response.status_code}"
+        status = response.status_code
+        if status == 401:
+            return AuthError(message, hint=hint)
+        if status == 404:
+            return NotFound(message, hint=hint)
+        if status == 409:
+            return Conflict(message, hint=hint)
+        if status == 429:
+            retry = float(response.headers.get("retry-after") or 60)
+            return RateLimited(message, hint or f"try again in {retry:.0f}s", retry)
+        if status in (502, 503, 504) or status >= 500:
+            return ServiceUnavailable(message,
+                                      hint=hint or "try again in a minute; if it lasts, tell your course staff")
+        return UserError(message, hint=hint, exit_code=2)
+
+    # --- the log, as Server-Sent Events --------------------------------------------------------
+
+    def follow_log(self, job_id: str, after: str | None = None, live: bool = True,
+                   on_gap: Callable[[str], None] | None = None) -> Iterator[tuple[str, str | None, str]]:
+        """(event, id, data) of the job's log from after `after` (None: the first entry) until the server
+        closes it after the end entry (`live` False: once it has sent what there is now); reconnects with
+        Last-Event-ID through dropped connections for up to
+        RECONNECT_FOR seconds, telling `on_gap` once per outage."""
+        from httpx_sse import EventSource
+
+        path = f"/v1/jobs/{job_id}/log"
+        params = None if live else {"live": "false"}
+        last = after
+        failing_since: float | None = None
+        delay = 0.2
+        while True:
+            headers = self._headers("GET", path, params, EMPTY_SHA256)
+            headers["Accept"] = "text/event-stream"
+            if last:
+                headers["Last-Event-ID"] = last
+            try:
+                with self.http.stream("GET", path, params=params, headers=headers,
+                                      timeout=httpx.Timeout(self.timeout, read=READ_IDLE)) as response:
+                    if response.status_code >= 400:
+                        raise self.problem(response)
+                    failing_since, delay = None, 0.2
+                    for sse in EventSource(response).iter_sse():
+                        if sse.id:
+                            last = sse.id
+                        yield sse.event, sse.id or None, sse.data
+                        if sse.event == "end":
+                            return
+                    if not live:
+                        return
+                    # the server closed the stream without an end: it lost its log store for a moment
+            except httpx.HTTPError as e:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    if on_gap is not None:
+                        on_gap(f"lost the connection to the rai server ({type(e).__name__}); reconnecting")
+                elif now - failing_since > RECONNECT_FOR:
+                    raise self._unreachable(e) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def download(self, path: str, dest: Path) -> None:
+        """GET `path` into the file `dest`, streamed."""
+        headers = self._headers("GET", path, None, EMPTY_SHA256)
+        try:
+            with self.http.stream("GET", path, headers=headers,
+                                  timeout=httpx.Timeout(self.timeout, read=120)) as response:
+                if response.status_code >= 400:
+                    raise self.problem(response)
+                with open(dest, "wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+        except httpx.HTTPError as e:
+            raise self._unreachable(e) from None
+
+    def close(self) -> None:
+        self.http.close()
