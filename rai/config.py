@@ -81,10 +81,11 @@ class StoreConfig(Section):
     secret_access_key: str | None = None
     url_expiry: float = 7 * 86400
     upload_credentials: float = 15 * 60  # STS lifetime for client uploads
-    upload_role_arn: str | None = None  # S3: the role raid assumes to vend clients' upload credentials
-    sts_endpoint_url: str | None = None  # S3: STS endpoint when not AWS's own (tests, private clouds)
-    client_credentials: Literal["vended", "static"] = "vended"  # S3: how `rai` gets AWS credentials
-    vend_timeout: float = 15.0  # S3: how long `rai` waits for a raid node to vend credentials
+    # Read but no longer used: clients upload through rai-server, which holds the store's credentials.
+    upload_role_arn: str | None = None
+    sts_endpoint_url: str | None = None
+    client_credentials: Literal["vended", "static"] = "vended"
+    vend_timeout: float = 15.0
     uploads_retention: float = 30 * 86400  # S3 lifecycle: uploads/ deleted after this (rai-aws setup)
     outputs_retention: float = 90 * 86400  # S3 lifecycle: outputs/ deleted after this (rai-aws setup)
     multipart_chunk: int = 8 * 1024**2  # S3: part size of multipart uploads

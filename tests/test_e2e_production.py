@@ -1,7 +1,9 @@
-"""End to end with every production backend at once: rai submit → SQS → raid → container → outputs on S3.
+"""End to end with every production backend at once: rai submit → rai-server → SQS → raid → container →
+outputs on S3 → rai get through rai-server.
 
-- queue: SQS on moto_server (HTTP); store: S3 on moto_server; upload credentials: STS on moto_server,
-  vended by raid over Redis (the client config holds no AWS keys and the AWS variables are unset);
+- the client holds the server's URL and its profile, nothing else (no AWS keys, and the AWS variables
+  are unset); rai-server (a real uvicorn on a free port) holds the queue, store and Auth0 credentials;
+- queue: SQS on moto_server (HTTP); store: S3 on moto_server;
 - accounts: Auth0 through auth0-python against the local Management API server;
 - database: MongoDB through mongomock — in-process only, so raid runs in this process (its daemon
   threads, the real executor and containers through Podman) instead of as a subprocess;
@@ -31,10 +33,11 @@ from raid.daemon import Daemon
 from tests.fixtures.aws import AWS_TEST_ENV, broker_config, store_config, unique
 from tests.fixtures.docker import docker_url
 from tests.fixtures.e2e import wait_for
+from tests.fixtures.server import client_of
 
 
 class ProductionEnv:
-    def __init__(self, tmp: Path, redis_url: str, moto_url: str, auth0, role_arn: str, image: str):
+    def __init__(self, tmp: Path, redis_url: str, moto_url: str, auth0, role_arn: str, image: str, serve):
         suffix = secrets.token_hex(4)
         self.tmp = tmp
         self.node = f"node-{suffix}"
@@ -53,15 +56,9 @@ class ProductionEnv:
             "raid": {"node": self.node, "heartbeat_interval": 1, "work_dir": str(tmp / "work")},
             "roles": {"student": {"network": False}},
         })
-        # What a student is given: endpoints and names, no AWS keys, no database, no Auth0.
-        self.client_config = Config.model_validate({
-            "pubsub": {"url": redis_url, "start_local": False},
-            "broker": {"provider": "sqs", "endpoint_url": moto_url, "region": "us-east-1", "queue": self.queue},
-            "store": {"provider": "s3", "endpoint_url": moto_url, "region": "us-east-1", "bucket": bucket,
-                      "client_credentials": "vended", "vend_timeout": 10},
-        })
         self.operator = Backends(self.server)
         S3Store(self.server.store).setup()  # what `rai-aws setup` does once per deployment
+        self.front = serve(self.server, Backends(self.server))  # rai-server, on the production backends
         self.daemon: Daemon | None = None
 
     def start_raid(self) -> Daemon:
@@ -75,7 +72,8 @@ class ProductionEnv:
                                                    team="t1", role="student"))
 
     def client(self, profile: Profile) -> Client:
-        return Client(Backends(self.client_config), profile)
+        """What a student is given: the server's URL and a profile; no AWS keys, no database, no Auth0."""
+        return client_of(self.front, profile)
 
     def project(self, commands: list[str]) -> Path:
         d = self.tmp / f"proj-{secrets.token_hex(3)}"
@@ -89,11 +87,11 @@ class ProductionEnv:
 
 
 @pytest.fixture
-def prod(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, monkeypatch):
+def prod(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, monkeypatch, serve):
     auth0_server.reset()
     for var in AWS_TEST_ENV:  # nothing may fall back on ambient AWS credentials
         monkeypatch.delenv(var, raising=False)
-    env = ProductionEnv(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image)
+    env = ProductionEnv(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, serve)
     yield env
     if env.daemon is not None:
         env.daemon.stop(hand_back_now=True)
@@ -106,7 +104,7 @@ def ended(prod: ProductionEnv, job_id: str):
 
 
 def follow(client: Client, job_id: str):
-    entries = list(client.follow(job_id, idle=60))
+    entries = list(client.follow(job_id))
     return entries, entries[-1].end if entries and entries[-1].kind == LogKind.end else None
 
 
@@ -124,10 +122,10 @@ def test_submit_runs_and_returns_outputs_with_every_production_backend(prod, aut
     assert end is not None and end.state == JobState.succeeded, (end, out)
     assert "hello from main" in out
 
-    # outputs: on S3 under the user's prefix, a presigned link that expires, fetched with vended credentials
+    # outputs: on S3 under the user's prefix, a presigned link that expires, fetched through the server
     assert end.output_key == f"outputs/ada/{sub.job_id}.tar.zst"
     assert parse_qs(urlsplit(end.output_url).query)["X-Amz-Expires"] == [str(int(prod.server.store.url_expiry))]
-    n = client.download_outputs(sub.job_id, tmp_path / "got", output_key=end.output_key)
+    n = client.download_outputs(sub.job_id, tmp_path / "got")
     assert n >= 2 and (tmp_path / "got" / "answer.txt").read_text() == "result\n"
     assert (tmp_path / "got" / "out" / "sum").read_text().split()[0]
 
@@ -135,18 +133,18 @@ def test_submit_runs_and_returns_outputs_with_every_production_backend(prod, aut
     record = wait_for(lambda: ended(prod, sub.job_id), 10, what="the final job record")
     assert record.state == JobState.succeeded and record.node == prod.node and record.username == "ada"
     assert prod.operator.db.list_jobs(username="ada")[0].job_id == sub.job_id
-    assert auth0_server.calls["GET users/{id}"] >= 2  # credentials vended, then the job verified
+    assert auth0_server.calls["GET users/{id}"] >= 1  # raid verified the job's key against Auth0
     depth = prod.operator.queue.depth(prod.queue)
     assert (depth.waiting, depth.running, depth.dead_lettered) == (0, 0, 0)
 
-    # revocation in Auth0 is effective at once: no more credentials, so not even an upload
+    # revocation in Auth0 is effective at once: the server refuses the next request, so not even an upload
     revoke(prod.operator.accounts, "ada")
     with pytest.raises(AuthError, match="revoked"):
         prod.client(ada).submit(prod.project(["echo SHOULD-NOT-RUN"]))
 
 
 def test_a_job_whose_nodes_keep_dying_is_dead_lettered_with_the_reason(prod):
-    prod.operator.live.set_draining(prod.node, True)  # raid vends credentials but takes no job yet
+    prod.operator.live.set_draining(prod.node, True)  # raid takes no job yet
     prod.start_raid()
     bob = prod.account("bob")
     client = prod.client(bob)

@@ -80,17 +80,6 @@ class Backends:
 
         return OutboxMailer(cfg.outbox_path(), sender=cfg.sender)
 
-    def use_aws_credentials(self, credentials) -> None:
-        """Use short-lived AWS credentials (a client's vended upload credentials) for the S3 store and SQS queue."""
-        if self.config.store.provider == "s3":
-            from rai.backends.s3_store import S3Store
-
-            self.__dict__["store"] = S3Store(self.config.store, credentials=credentials)  # replaces the cached one
-        if self.config.broker.provider == "sqs":
-            from rai.backends.sqs_queue import SQSJobQueue
-
-            self.__dict__["queue"] = SQSJobQueue(self.config.broker, credentials=credentials)
-
     @cached_property
     def live(self):
         from rai.live import LiveBoard
