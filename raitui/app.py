@@ -33,8 +33,9 @@ from raitui.components.help import HelpScreen
 from raitui.components.job_tail import JobTailScreen
 from raitui.components.keys_bar import KeysBar
 from raitui.components.log_view import LogView
-from raitui.daemon_control import LocalDaemon
+from raitui.daemon_control import DaemonState, LocalDaemon, LocalServer
 from raitui.data import ClusterSnapshot, ConsoleData, JobFilter, describe_error
+from raitui.local_redis import RedisAtStart, stop_if_ours
 from raitui.views import load_views
 from raitui.views.base import View
 
@@ -46,7 +47,10 @@ class SnapshotReady(Message):
 
 
 class RaiConsole(App):
-    """The console; `data` reads the backends, `daemon` is the local raid it may start."""
+    """The console; `data` reads the backends, `daemon` is the local raid it may start, `server` the local
+    rai-server (started with the raid unless `start_server` says otherwise). `redis_at_start`: whether
+    Redis answered before the console connected (`RedisAtStart.probe`); with it, `finish()` after the
+    console exits shuts down a Redis the console started and says what is left running."""
 
     CSS_PATH = "app.tcss"
     TITLE = "rai console"
@@ -60,10 +64,18 @@ class RaiConsole(App):
     def __init__(self, data: ConsoleData, daemon: LocalDaemon | None = None, *, poll_interval: float = 1.0,
                  retry_interval: float = 2.0, start_raid: bool = False, tail_capacity: int = 100_000,
                  first_run: Callable[[], str | None] | None = None,
-                 views: list[type[View]] | None = None) -> None:
+                 views: list[type[View]] | None = None, server: LocalServer | None = None,
+                 start_server: bool | None = None, redis_at_start: RedisAtStart | None = None,
+                 server_ready_timeout: float = 30.0) -> None:
         super().__init__()
         self.data = data
         self.daemon = daemon or LocalDaemon(data.config)
+        # rai-server's log next to raid's, with raid's environment and run folder
+        self.server = server or LocalServer(data.config, log_path=self.daemon.log_path.with_name("rai-server.log"),
+                                            env=self.daemon.env, run_dir=self.daemon.run_dir)
+        self.start_server = start_raid if start_server is None else start_server
+        self.server_ready_timeout = server_ready_timeout
+        self.redis_at_start = redis_at_start
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         self.start_raid = start_raid
@@ -77,6 +89,10 @@ class RaiConsole(App):
         self._last_snapshot_at = time.monotonic()
         self._quitting = False
         self._closing = False
+        self._poll_idle = threading.Event()  # set while no poll thread runs: finish() waits for it
+        self._poll_idle.set()
+        self._stop_lock = threading.Lock()
+        self._finished: list[str] | None = None
         for i, cls in enumerate(self.view_classes, start=1):
             if i <= 9:
                 self.bind(str(i), f"show_view('{cls.view_name}')", description=cls.title, show=False)
@@ -108,6 +124,8 @@ class RaiConsole(App):
         self.set_interval(1.0, self._show_header)
         if self.start_raid:
             self.call_after_refresh(self._start_raid)
+        if self.start_server:
+            self.call_after_refresh(self.start_local_server)
         if self.first_run is not None:
             self._first_run()
 
@@ -115,8 +133,9 @@ class RaiConsole(App):
         self._closing = True
         self._wake.set()  # the poll thread leaves its wait at once: exit never waits on it
         # Leaving some other way than `q` (ctrl+q, a closed terminal): the raid started here must not
-        # outlive the console unnoticed; it finishes its running jobs and exits.
+        # outlive the console unnoticed; it finishes its running jobs and exits. rai-server too.
         self.daemon.ask_to_stop()
+        self.server.ask_to_stop()
 
     def view(self, name: str) -> View:
         return self.views[name]
@@ -129,15 +148,19 @@ class RaiConsole(App):
     @work(thread=True, exclusive=True, group="poll")
     def _poll(self) -> None:
         worker = get_current_worker()
-        while not worker.is_cancelled and not self._closing:
-            self._wake.clear()
-            try:
-                snapshot = self.data.snapshot(self.job_filter)
-            except Exception as e:  # a bug in reading must not end the console: show it as an error
-                snapshot = ClusterSnapshot(taken_at=self.data.clock(), redis_error=describe_error(e))
-            self.post_message(SnapshotReady(snapshot))
-            failing = snapshot.redis_error or snapshot.db_error
-            self._wake.wait(self.retry_interval if failing else self.poll_interval)
+        self._poll_idle.clear()
+        try:
+            while not worker.is_cancelled and not self._closing:
+                self._wake.clear()
+                try:
+                    snapshot = self.data.snapshot(self.job_filter)
+                except Exception as e:  # a bug in reading must not end the console: show it as an error
+                    snapshot = ClusterSnapshot(taken_at=self.data.clock(), redis_error=describe_error(e))
+                self.post_message(SnapshotReady(snapshot))
+                failing = snapshot.redis_error or snapshot.db_error
+                self._wake.wait(self.retry_interval if failing else self.poll_interval)
+        finally:
+            self._poll_idle.set()
 
     def poll_now(self) -> None:
         """Read a fresh snapshot now (after an action, or when the filter changed)."""
@@ -240,7 +263,7 @@ class RaiConsole(App):
                                      partial(self.call_later, target.run_action, b.action)))
         cmds.append(("Help: all keys", "key ?", self.action_help))
         cmds.append(("Go to view by name", "key :", self.action_goto))
-        cmds.append(("Quit", "key q (stops the local raid if it runs)", self.action_quit))
+        cmds.append(("Quit", "key q (stops the local raid and rai-server it started)", self.action_quit))
         return cmds
 
     def _run_view_action(self, name: str, action: str) -> None:
@@ -307,6 +330,34 @@ class RaiConsole(App):
             return
         self.call_from_thread(self.notify, f"local raid started (pid {status.pid}); the Daemon view shows its log")
 
+    # the local rai-server
+    @work(thread=True, exclusive=True, group="server-control")
+    def start_local_server(self) -> None:
+        """Start the local rai-server unless one answers at server.url already (another console's), then
+        wait, bounded, for its /healthz; says how that went."""
+        server = self.server
+        if server.running:
+            self.call_from_thread(self.notify, "the local rai-server already runs", severity="warning")
+            return
+        if server.health() is not None:
+            server.note_elsewhere()
+            self.call_from_thread(self.notify, f"a rai-server already answers at {server.url}: "
+                                  "this console uses it and starts none")
+            return
+        try:
+            server.start()
+        except Exception as e:
+            self.call_from_thread(self.notify, f"cannot start rai-server: {describe_error(e)}", severity="error")
+            return
+        problem = server.wait_ready(self.server_ready_timeout)
+        if self._closing or self._quitting:  # stopped on purpose meanwhile: nothing to say
+            return
+        if problem is None:
+            self.call_from_thread(self.notify, f"rai-server answers at {server.url} (pid {server.status().pid})")
+        else:
+            self.call_from_thread(self.notify, f"rai-server is not ready: {problem}; its log: {server.log_path}",
+                                  severity="error", timeout=15)
+
     @work(thread=True, group="first-run")
     def _first_run(self) -> None:
         try:
@@ -317,19 +368,57 @@ class RaiConsole(App):
             self.call_from_thread(self.notify, message, timeout=20)
 
     async def action_quit(self) -> None:
-        if self._quitting or not self.daemon.running:
+        if self._quitting or not (self.daemon.running or self.server.running):
             self.exit()
             return
         self._quitting = True
-        self.notify("stopping the local raid (jobs still running go back to the queue)… q again quits now")
-        self._stop_raid_then_exit()
+        what = " and ".join(name for name, child in (("the local raid", self.daemon), ("rai-server", self.server))
+                            if child.running)
+        why = " (jobs still running go back to the queue)" if self.daemon.running else ""
+        self.notify(f"stopping {what}{why}… q again quits now")
+        self._stop_children_then_exit()
 
     @work(thread=True, group="quit")
-    def _stop_raid_then_exit(self) -> None:
+    def _stop_children_then_exit(self) -> None:
         try:
-            self.daemon.stop(grace=2.0, hand_back_after=5.0)
+            self.stop_children()
         finally:
             self.call_from_thread(self.exit)
+
+    def stop_children(self) -> None:
+        """Stop the raid and the rai-server this console started (bounded; both at most once at a time)."""
+        with self._stop_lock:
+            self.daemon.stop(grace=2.0, hand_back_after=5.0)
+            self.server.stop(grace=5.0)
+
+    def finish(self, poll_wait: float = 5.0) -> list[str]:
+        """After the console exited: stop what it started (raid, rai-server, then the Redis it started),
+        and return one line per thing left running, or the one line of what it stopped."""
+        if self._finished is not None:
+            return self._finished
+        self._closing = True
+        self._wake.set()
+        self.stop_children()
+        self._poll_idle.wait(poll_wait)  # its Redis connection must not come back once the pool is closed
+        stopped: list[str] = []
+        left: list[str] = []
+        for name, child in (("raid", self.daemon), ("rai-server", self.server)):
+            status = child.status()
+            if child.running:
+                left.append(f"left running: {name} (pid {status.pid}; it did not stop)")
+            elif child.started_here and status.state == DaemonState.stopped:
+                stopped.append(name)
+        if self.server.status().elsewhere:
+            left.append(f"left running: rai-server at {self.server.url} (it was answering before the console "
+                        "started, so the console started none)")
+        client = self.data.b.__dict__.get("redis")  # the console's own client, when it ever connected
+        outcome = stop_if_ours(self.redis_at_start, client)
+        if outcome.stopped:
+            stopped.append("redis-server")
+        if outcome.line:
+            left.append(outcome.line)
+        self._finished = left + ([f"stopped: {', '.join(stopped)}"] if stopped else [])
+        return self._finished
 
 
 def _unique(bindings: list[Binding]) -> list[Binding]:
@@ -344,10 +433,13 @@ def _unique(bindings: list[Binding]) -> list[Binding]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="RAI_CONFIG", help="config file (default ~/.rai_config.yml)")
 @click.option("--with-raid/--no-raid", default=None,
-              help="start a local raid with the console [default: only when there is no config file]")
+              help="start a local raid and rai-server with the console [default: only when there is no config file]")
 @click.version_option(__version__, "--version", prog_name="raitui")
 def cli(config_path: str | None, with_raid: bool | None) -> int:
-    """The operator console: jobs, live logs, queues, nodes, and a local raid."""
+    """The operator console: jobs, live logs, queues, nodes, and a local raid and rai-server.
+
+    On quit it stops what it started (raid, rai-server, and a redis-server its connect started) and
+    prints what it leaves running."""
     from rai.backends import Backends
 
     config = load_config(config_path)
@@ -357,7 +449,17 @@ def cli(config_path: str | None, with_raid: bool | None) -> int:
     first_run = None
     if with_raid and config.source is None:
         first_run = partial(_newcomer_profile, backends)
-    RaiConsole(ConsoleData(backends), LocalDaemon(config), start_raid=with_raid, first_run=first_run).run()
+    at_start = RedisAtStart.probe(config)  # before anything of the console connects (and may start one)
+    app = RaiConsole(ConsoleData(backends), LocalDaemon(config), start_raid=with_raid, first_run=first_run,
+                     redis_at_start=at_start)
+    try:
+        app.run()
+    finally:
+        for line in app.finish():
+            try:
+                click.echo(line)
+            except OSError:  # the terminal is gone
+                break
     return 0
 
 

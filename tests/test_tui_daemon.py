@@ -1,5 +1,5 @@
 """The Daemon view drives a real `raid` subprocess: start, its log, its heartbeat, stop, a crash, and a
-job it runs cancelled from the console's tail."""
+job it runs (submitted through the console's own rai-server) cancelled from the console's tail."""
 
 from __future__ import annotations
 
@@ -104,11 +104,12 @@ async def test_cancel_a_running_job_of_the_local_raid(tui_env, test_image, tmp_p
         "rai": {"version": 0.2, "image": test_image},
         "commands": {"build": ["echo started; echo to stderr >&2; sleep 60"]},
     }))
-    app = tui_env.app()
+    app = tui_env.app(start_server=True)  # the job goes in through the console's own rai-server
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4", "s")
         await wait_for(pilot, lambda: node_up(tui_env), timeout=30, what="raid's heartbeat")
-        job_id = Client(b, Profile.from_account(account)).submit(project, queue=tui_env.queue).job_id
+        await wait_for(pilot, lambda: app.server.status().ready, timeout=60, what="rai-server's /healthz")
+        job_id = Client(tui_env.config, Profile.from_account(account)).submit(project, queue=tui_env.queue).job_id
         await pilot.press("1")
         await wait_for(pilot, lambda: app.views["jobs"].table.selected_key() == job_id, what="the job listed")
         await pilot.press("enter")

@@ -1,4 +1,5 @@
-"""Daemon: start, stop and restart a local `raid` with the console's config; its state and its log."""
+"""Daemon: start, stop and restart a local `raid` with the console's config; its state and its log; the
+state of the local rai-server the console started with it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from textual.widgets import Button, Log, Static
 from textual.worker import get_current_worker
 
 from rai.models import utcnow
-from raitui.daemon_control import DaemonState, DaemonStatus, LocalDaemon
+from raitui.daemon_control import DaemonState, DaemonStatus, LocalDaemon, LocalServer, ServerStatus
 from raitui.data import describe_error
 from raitui.format import BAD, DIM, age_text
 from raitui.views.base import View
@@ -56,6 +57,36 @@ def status_text(status: DaemonStatus, daemon: LocalDaemon) -> Text:
     return text
 
 
+def server_text(status: ServerStatus, server: LocalServer) -> Text:
+    """One line: rai-server's state, where clients reach it, its pid."""
+    text = Text("rai-server ", DIM)
+    if status.elsewhere:
+        text.append_text(Text.assemble(("● ", STATE_STYLE[DaemonState.running]),
+                                       ("running", STATE_STYLE[DaemonState.running])))
+        text.append(f"   {status.url}")
+        text.append("   another one answered there, so the console started none", DIM)
+        return text
+    state, style = status.state.value, STATE_STYLE[status.state]
+    if status.state == DaemonState.running and not status.ready:
+        state, style = "starting", STATE_STYLE[DaemonState.stopping]
+    text.append_text(Text.assemble(("● ", style), (state, style)))
+    text.append(f"   {status.url}")
+    if status.state in (DaemonState.running, DaemonState.stopping):
+        text.append(f"   pid {status.pid}")
+        if not status.ready:
+            text.append("   waiting for /healthz", DIM)
+    elif status.exit_code is not None:
+        code = status.exit_code
+        text.append(f"   {f'killed by signal {-code}' if code < 0 else f'exit code {code}'}",
+                    BAD if status.state == DaemonState.crashed else DIM)
+    else:
+        text.append("   starts with the console's local raid (raitui --with-raid)", DIM)
+    if status.pid is not None:
+        text.append("   log ", DIM)
+        text.append(str(server.log_path))
+    return text
+
+
 class DaemonView(View):
     view_name = "daemon"
     title = "Daemon"
@@ -70,14 +101,20 @@ class DaemonView(View):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._last = ""
+        self._last_server = ""
         self._busy = False
 
     @property
     def daemon(self) -> LocalDaemon:
         return self.console.daemon
 
+    @property
+    def server(self) -> LocalServer:
+        return self.console.server
+
     def compose(self) -> ComposeResult:
         yield Static(id="daemon-status")
+        yield Static(id="server-status")
         with Horizontal(id="daemon-buttons"):
             yield Button("Start", id="daemon-start", variant="success", compact=True)
             yield Button("Stop", id="daemon-stop", variant="error", compact=True)
@@ -100,6 +137,10 @@ class DaemonView(View):
         if text.plain != self._last:
             self._last = text.plain
             self.query_one("#daemon-status", Static).update(text)
+        line = server_text(self.server.status(), self.server)
+        if line.plain != self._last_server:
+            self._last_server = line.plain
+            self.query_one("#server-status", Static).update(line)
         running = status.state in (DaemonState.running, DaemonState.stopping)
         self.query_one("#daemon-start", Button).disabled = running or self._busy
         self.query_one("#daemon-stop", Button).disabled = not running or self._busy
