@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -49,13 +50,13 @@ class ServerAPI:
         self.prefix = urlsplit(self.base).path.rstrip("/")  # a server behind a proxy at https://host/rai
         self.profile = profile
         self.timeout = server.timeout
-        verify: bool | str = True
+        verify: bool | ssl.SSLContext = True
         if server.ca_bundle:
             bundle = Path(server.ca_bundle).expanduser()
             if not bundle.is_file():
                 raise UserError(f"server.ca_bundle {bundle} does not exist",
                                 hint="point it at the PEM file your course staff gave you")
-            verify = str(bundle)
+            verify = ssl.create_default_context(cafile=str(bundle))
         self.http = httpx.Client(base_url=self.base, verify=verify, timeout=httpx.Timeout(self.timeout, connect=10),
                                  headers={"User-Agent": f"rai/{__version__}"}, follow_redirects=False)
 

@@ -76,8 +76,8 @@ class Client:
             on_progress(f"packing {directory}")
             packed = pack_directory(directory, archive, exclude=exclude)
             if packed.size > me.get("max_upload", packed.size):
-                raise UserError(f"the packed project is {format_size(packed.size)}, over the server's limit of "
-                                f"{format_size(me['max_upload'])}",
+                raise UserError(f"the packed project is {format_size(packed.size)} ({packed.size:,} bytes), "
+                                f"over the server's limit of {format_size(me['max_upload'])}",
                                 hint="leave large data and build outputs out with .raiignore")
             on_progress(f"uploading {packed.files} files ({packed.size} bytes)")
             uploaded = self.api.request("PUT", f"/v1/uploads/{job_id}", content=_chunks(archive, packed.size,

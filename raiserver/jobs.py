@@ -53,7 +53,7 @@ def router(state: ServerState) -> APIRouter:
 
     @api.put("/uploads/{job_id}", response_model=Uploaded, status_code=201,
              openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/zstd": {"schema": {"type": "string", "format": "binary"}}}}},
+                 "application/zstd": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}},
              summary="Upload a project archive (tar + zstd) for the job about to be submitted")
     async def upload(job_id: JobId, request: Request) -> Uploaded:
         account = await state.auth(request, streamed_body=True)
@@ -136,6 +136,8 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
         raise Refusal(400, f"{job.job_id!r} is not a job id", hint="submit with the rai client")
     if job.upload_key != upload_key(account.username, job.job_id):
         raise Refusal(403, "the job request names an upload that is not its own", hint="submit with the rai client")
+    if state.b.live.get_job(job.job_id) is not None:
+        raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
     raw = state.b.redis.get(UPLOAD_PREFIX + job.job_id)
     meta = json.loads(raw) if raw else None
     if meta is None or meta.get("username") != account.username:
