@@ -31,9 +31,10 @@ def test_the_production_configs_load():
     student = next(c for name, c in blocks.items() if "students" in name)
     assert (server.broker.provider, server.store.provider, server.database.provider, server.auth.provider,
             server.email.provider) == ("sqs", "s3", "mongodb", "auth0", "mailgun")
-    assert server.store.upload_role_arn and not server.broker.create_queues
-    assert student.store.client_credentials == "vended"
-    assert not (student.store.access_key_id or student.broker.access_key_id or student.auth.client_secret)
+    assert not server.broker.create_queues and server.server.url.startswith("https://")
+    assert server.server.tls_cert and server.server.tls_key
+    assert student.server.url == server.server.url  # a student holds the URL and nothing else
+    assert student == Config(server=student.server)
 
 
 def test_the_policies_in_deploy_md_are_the_ones_the_code_prints():
