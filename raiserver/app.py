@@ -9,6 +9,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from rai import __version__
 from rai.backends import Backends
@@ -44,6 +45,13 @@ def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
     @app.exception_handler(Refusal)
     async def refused(_request: Request, e: Refusal) -> JSONResponse:
         return JSONResponse(Problem(error=e.error, hint=e.hint).model_dump(), status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
+        # the framework's own refusals (no such route, a method it does not take, a body that is not JSON)
+        # answer like every other refusal: a Problem, not {"detail": ...}
+        return JSONResponse(Problem(error=str(e.detail)).model_dump(), status_code=e.status_code,
+                            headers=e.headers)
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, e: UserError) -> JSONResponse:

@@ -30,8 +30,24 @@ log = logging.getLogger("raiserver.logs")
 QUIET_MS = 2000  # a quiet log is looked at (place in the queue, an end already gone) this often
 BATCH = 500  # entries read per round trip
 PING = 15  # seconds between keep-alive comments
-ENTRY_ID = re.compile(r"^[0-9]+(-[0-9]+)?$")
+# a stream entry id, MS-SEQ (or MS), each part a 64-bit number to Redis: 19 digits always fit, and a
+# bigger one would be Redis's error mid-stream instead of a refusal up front
+ENTRY_ID = re.compile(r"^[0-9]{1,19}(-[0-9]{1,19})?$")
 _KIND = b'"kind":"'
+# optional, but a string when given: typed `str` (not `str | None`) so the document does not offer null,
+# which a header or query cannot carry
+EntryId = Annotated[str, Query(description="resume after this entry id", pattern=ENTRY_ID.pattern)]
+
+EVENT_SCHEMA = {  # one Server-Sent Event, as OpenAPI 3.2's itemSchema describes it
+    "type": "object", "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": [*(k.value for k in LogKind), "waiting"]},
+        "id": {"type": "string", "pattern": ENTRY_ID.pattern, "description": "the entry's id (none on `waiting`)"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "the LogEntry JSON; on `waiting`, {ahead, on_queue}"},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 def entry_kind(raw: bytes) -> str:
@@ -50,11 +66,14 @@ def router(state: ServerState) -> APIRouter:
     @api.get("/jobs/{job_id}/log", summary="The job's log as Server-Sent Events, from the first entry or "
              "after Last-Event-ID, live until its end",
              response_class=EventSourceResponse,
-             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+             responses={200: {"description": "one event per log entry (and `waiting` events while it waits)",
+                              "content": {"text/event-stream": {"itemSchema": EVENT_SCHEMA}}}})
     async def follow(job_id: JobId, request: Request,
-                     after: Annotated[str | None, Query(description="resume after this entry id")] = None,
+                     after: EntryId = None,
                      live: Annotated[bool, Query(description="false: what there is now, then close")] = True,
-                     last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
+                     last_event_id: Annotated[str, Header(pattern=ENTRY_ID.pattern,
+                                                          description="resume after this entry id")] = None,
+                     ) -> EventSourceResponse:
         account = await state.auth(request)
         await run_in_threadpool(own_job, state, account, job_id)
         start = last_event_id or after or "0"
