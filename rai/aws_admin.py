@@ -1,5 +1,5 @@
 """`rai-aws`: the operator's AWS chores — create the bucket and queues, print least-privilege IAM policies,
-look at dead letters. Runs with the operator's own AWS credentials (never a student's).
+look at dead letters. Runs with the operator's own AWS credentials (students hold none: rai-server acts for them).
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ from rai.config import Config, load_config
 from rai.errors import UserError
 
 
-def iam_policies(config: Config, account: str, raid_principal: str) -> dict[str, dict]:
+def iam_policies(config: Config, account: str) -> dict[str, dict]:
     """The IAM policies of a deployment, each the least its holder needs.
 
-    - raid-node: attached to the raid nodes' instance role (or IAM user);
-    - upload-role-trust / upload-role-permissions: the role raid assumes for clients (each client's
-      session policy narrows it further to its own prefixes);
+    - raid-node: attached to the raid nodes' instance role (or IAM user): work the queues, read uploads,
+      write outputs, sign output links;
+    - rai-server: attached to the rai-server host's role (or IAM user): store the uploads it streams in,
+      enqueue jobs, serve outputs. Students hold no AWS credential at all; rai-server acts for them.
     - operator: `rai-aws setup`, the console's queue view and `rai-aws dead-letters`.
     """
     store, broker = config.store, config.broker
     region = broker.region or store.region or "us-east-1"
     bucket = store.bucket or "BUCKET"
     queues = f"arn:aws:sqs:{region}:{account}:{broker.queue_prefix}*"
-    upload_role = store.upload_role_arn or f"arn:aws:iam::{account}:role/rai-upload"
+    dead_letters = [f"arn:aws:sqs:{region}:{account}:{broker.queue_prefix}*_dead"]
+    if broker.dead_letter_queue:
+        dead_letters.append(f"arn:aws:sqs:{region}:{account}:{broker.dead_letter_queue}")
     sqs_worker = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
                   "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
     if broker.create_queues:
@@ -36,21 +39,31 @@ def iam_policies(config: Config, account: str, raid_principal: str) -> dict[str,
          "Resource": [f"arn:aws:s3:::{bucket}/uploads/*", f"arn:aws:s3:::{bucket}/outputs/*"]},
         {"Sid": "WriteOutputs", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
          "Resource": f"arn:aws:s3:::{bucket}/outputs/*"},
-        {"Sid": "VendUploadCredentials", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": upload_role},
     ]
     if broker.dead_letter_queue and not broker.dead_letter_queue.startswith(broker.queue_prefix):
-        raid[0]["Resource"] = [queues, f"arn:aws:sqs:{region}:{account}:{broker.dead_letter_queue}"]
+        raid[0]["Resource"] = [queues, dead_letters[-1]]
     if broker.provider != "sqs":
         raid = raid[1:]
-    upload = [
-        {"Sid": "UploadProjects", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+    # rai-server: S3Store.put_file (PutObject, or CreateMultipartUpload/UploadPart/CompleteMultipartUpload, all
+    # s3:PutObject; AbortMultipartUpload when a part fails) on uploads/, get_file (HeadObject, GetObject: both
+    # s3:GetObject) on outputs/, SQSJobQueue.enqueue (GetQueueUrl once per queue, SendMessage). s3:ListBucket only
+    # so that S3 answers 404 for outputs the lifecycle rule deleted (to a holder without it: 403, which would read
+    # as refused credentials). It never creates a queue (a student names the queue) nor writes a dead letter.
+    server = [
+        {"Sid": "StoreUploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
          "Resource": f"arn:aws:s3:::{bucket}/uploads/*"},
-        {"Sid": "ReadOutputs", "Effect": "Allow", "Action": ["s3:GetObject"],
+        {"Sid": "ServeOutputs", "Effect": "Allow", "Action": ["s3:GetObject"],
          "Resource": f"arn:aws:s3:::{bucket}/outputs/*"},
+        {"Sid": "MissingOutputsAre404", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": f"arn:aws:s3:::{bucket}"},
     ]
     if broker.provider == "sqs":
-        upload.append({"Sid": "QueueJobs", "Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                       "Resource": queues})
+        server += [
+            {"Sid": "QueueJobs", "Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+             "Resource": queues},
+            {"Sid": "NoDeadLetters", "Effect": "Deny", "Action": ["sqs:SendMessage"],
+             "Resource": dead_letters if len(dead_letters) > 1 else dead_letters[0]},
+        ]
     operator = [
         {"Sid": "SetUpTheBucket", "Effect": "Allow", "Resource": f"arn:aws:s3:::{bucket}",
          "Action": ["s3:CreateBucket", "s3:ListBucket", "s3:PutBucketPublicAccessBlock",
@@ -65,13 +78,7 @@ def iam_policies(config: Config, account: str, raid_principal: str) -> dict[str,
     def doc(statements):
         return {"Version": "2012-10-17", "Statement": statements}
 
-    return {
-        "raid-node": doc(raid),
-        "upload-role-trust": doc([{"Effect": "Allow", "Principal": {"AWS": raid_principal},
-                                   "Action": "sts:AssumeRole"}]),
-        "upload-role-permissions": doc(upload),
-        "operator": doc(operator),
-    }
+    return {"raid-node": doc(raid), "rai-server": doc(server), "operator": doc(operator)}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,13 +121,11 @@ def setup(config_path, archs) -> int:
 
 @cli.command()
 @click.option("--account", required=True, help="the AWS account id (12 digits)")
-@click.option("--raid-principal", required=True, help="ARN of the raid nodes' role (or IAM user)")
-@click.option("--name", type=click.Choice(["raid-node", "upload-role-trust", "upload-role-permissions", "operator"]),
-              help="print one policy only")
+@click.option("--name", type=click.Choice(["raid-node", "rai-server", "operator"]), help="print one policy only")
 @click.pass_obj
-def policies(config_path, account, raid_principal, name) -> int:
-    """Print the least-privilege IAM policies for this config, as JSON."""
-    docs = iam_policies(_config(config_path), account, raid_principal)
+def policies(config_path, account, name) -> int:
+    """Print the least-privilege IAM policies for this config (raid nodes, rai-server, operators), as JSON."""
+    docs = iam_policies(_config(config_path), account)
     click.echo(json.dumps(docs[name] if name else docs, indent=2))
     return 0
 
