@@ -86,7 +86,7 @@ class ServerAPI:
                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.HTTPError as e:
             raise self._unreachable(e) from None
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # a redirect too: this API never sends one, a proxy in the way might
             raise self.problem(response)
         return response
 
@@ -134,15 +134,14 @@ class ServerAPI:
 
     # --- the log, as Server-Sent Events --------------------------------------------------------
 
-    def follow_log(self, job_id: str, after: str | None = None, live: bool = True,
+    def follow_log(self, path: str, after: str | None = None, live: bool = True,
                    on_gap: Callable[[str], None] | None = None) -> Iterator[tuple[str, str | None, str]]:
-        """(event, id, data) of the job's log from after `after` (None: the first entry) until the server
-        closes it after the end entry (`live` False: once it has sent what there is now); reconnects with
-        Last-Event-ID through dropped connections for up to
-        RECONNECT_FOR seconds, telling `on_gap` once per outage."""
+        """(event, id, data) of the job's log at `path` (/v1/jobs/ID/log) from after `after` (None: the first
+        entry) until the server closes it after the end entry (`live` False: once it has sent what there is
+        now); reconnects with Last-Event-ID through dropped connections for up to RECONNECT_FOR seconds,
+        telling `on_gap` once per outage."""
         from httpx_sse import EventSource
 
-        path = f"/v1/jobs/{job_id}/log"
         params = None if live else {"live": "false"}
         last = after
         failing_since: float | None = None
@@ -155,7 +154,7 @@ class ServerAPI:
             try:
                 with self.http.stream("GET", path, params=params, headers=headers,
                                       timeout=httpx.Timeout(self.timeout, read=READ_IDLE)) as response:
-                    if response.status_code >= 400:
+                    if response.status_code >= 300:
                         raise self.problem(response)
                     failing_since, delay = None, 0.2
                     for sse in EventSource(response).iter_sse():
@@ -184,7 +183,7 @@ class ServerAPI:
         try:
             with self.http.stream("GET", path, headers=headers,
                                   timeout=httpx.Timeout(self.timeout, read=120)) as response:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     raise self.problem(response)
                 with open(dest, "wb") as out:
                     for chunk in response.iter_bytes(1 << 20):

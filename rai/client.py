@@ -4,6 +4,7 @@ rai-server's API (rai/api.py). It reads the server's URL and the user's profile,
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ from rai.spec import JobSpec, load_spec, parse_spec
 from rai.units import format_size
 
 UPLOAD_CHUNK = 1 << 20
+JOB_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{12}$")
+
+
+def job_path(job_id: str, rest: str = "") -> str:
+    """The API path of a job, once its id is known to be one (a clear message instead of a server's 422)."""
+    if not JOB_ID.match(job_id or ""):
+        raise UserError(f"{job_id!r} is not a job id", hint="job ids look like 20261202093011-5f0c2a9b1d3e, "
+                        "as `rai submit` and `rai history` print them")
+    return f"/v1/jobs/{job_id}{rest}"
 
 
 @dataclass
@@ -108,7 +118,7 @@ class Client:
                on_gap: Callable[[str], None] | None = None) -> Iterator[LogEntry]:
         """The job's log from its first entry, live until its end entry (`live` False: what there is now).
         While the job waits in its queue, `on_wait((ahead, waiting))` is called when its place changes."""
-        for event, _id, data in self.api.follow_log(job_id, live=live, on_gap=on_gap):
+        for event, _id, data in self.api.follow_log(job_path(job_id, "/log"), live=live, on_gap=on_gap):
             if event == "waiting":
                 if on_wait is not None:
                     place = json.loads(data)
@@ -118,14 +128,14 @@ class Client:
 
     def status(self, job_id: str) -> tuple[JobRecord, tuple[int, int] | None]:
         """The job's record, and while it waits (jobs waiting ahead of it, jobs waiting on its queue)."""
-        data = self.api.get(f"/v1/jobs/{job_id}")
+        data = self.api.get(job_path(job_id))
         waiting = data.get("waiting")
         return JobRecord.model_validate(data["job"]), (waiting["ahead"], waiting["on_queue"]) if waiting else None
 
     def cancel(self, job_id: str) -> JobRecord:
         req = CancelRequest(job_id=job_id, access_key=self.profile.access_key)
         sign(req, self.profile.secret_key)
-        data = self.api.request("POST", f"/v1/jobs/{job_id}/cancel", body=req.to_json()).json()
+        data = self.api.request("POST", job_path(job_id, "/cancel"), body=req.to_json()).json()
         return JobRecord.model_validate(data["job"])
 
     def ask(self, what: str, project: str | None = None, kind: str | None = None, limit: int = 10):
@@ -139,7 +149,7 @@ class Client:
         """Unpack the job's `/build` folder into `dest`; returns the number of files."""
         with tempfile.TemporaryDirectory(prefix="rai-get-") as tmp:
             archive = Path(tmp) / "build.tar.zst"
-            self.api.download(f"/v1/jobs/{job_id}/outputs", archive)
+            self.api.download(job_path(job_id, "/outputs"), archive)
             return unpack(archive, Path(dest), strip_top="build")
 
 

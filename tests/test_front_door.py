@@ -228,14 +228,14 @@ def test_the_log_resumes_after_last_event_id_with_nothing_lost_and_nothing_twice
     env.backends.logs.append(job_id, [LogEntry(kind=LogKind.stdout, body=x) for x in lines[:30]])
     client = client_of(type("S", (), {"url": env.server_url})(), load_profile(env.profiles["ada"]))
     got, last = [], None
-    for _event, entry_id, data in client.api.follow_log(job_id):
+    for _event, entry_id, data in client.api.follow_log(f"/v1/jobs/{job_id}/log"):
         got.append(LogEntry.model_validate_json(data).body)
         last = entry_id
         if len(got) == 12:
             break  # the connection drops here
     env.backends.logs.append(job_id, [LogEntry(kind=LogKind.stdout, body=x) for x in lines[30:]]
                              + [LogEntry(kind=LogKind.end, end=JobEnd(state=JobState.succeeded, exit_code=0))])
-    events = list(client.api.follow_log(job_id, after=last))
+    events = list(client.api.follow_log(f"/v1/jobs/{job_id}/log", after=last))
     got += [LogEntry.model_validate_json(d).body for e, _i, d in events if e == "stdout"]
     assert got == lines
     assert events[-1][0] == "end"
