@@ -48,8 +48,10 @@ class PubSubConfig(Section):
     start_local: bool = True  # start a local redis-server when the URL is local and nothing answers
     retention: float = 7 * 86400  # seconds a job's log stream is kept after its end
     max_entries: int = 100_000  # entries kept per job log stream (each entry is up to 64 KB)
+    max_log_bytes: int = 64 * 1024**2  # output bytes kept per job log; past it the log keeps its head and tail
 
     _dur = field_validator("retention", mode="before")(lambda v: parse_duration(v))
+    _size = field_validator("max_log_bytes", mode="before")(lambda v: parse_size(v))
 
 
 class BrokerConfig(Section):
@@ -140,13 +142,16 @@ class DockerConfig(Section):
     memory_limit: int = 16 * 1024**3
     pids_limit: int = 4096
     output_limit: int = 1024**3
+    upload_limit: int = 4 * 1024**3  # bytes a project may unpack to (the archive's content, not its size)
+    max_files: int = 100_000  # files and folders a project archive may hold
+    max_depth: int = 64  # folders deep a path in a project archive may go
     nofile: int = 1024
     nproc: int = 4096
     allow_network: bool = True  # a spec may ask for network when its role allows it
     gpu_driver: str = "nvidia"
 
     _dur = field_validator("time_limit", mode="before")(lambda v: parse_duration(v))
-    _size = field_validator("memory_limit", "output_limit", mode="before")(lambda v: parse_size(v))
+    _size = field_validator("memory_limit", "output_limit", "upload_limit", mode="before")(lambda v: parse_size(v))
 
 
 class RaidConfig(Section):
