@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rai.errors import UserError
 from rai.projects import ProjectConfig
+from rai.spec import fields_at, format_loc, unknown_name
 from rai.units import parse_duration, parse_size
 
 DEFAULT_CONFIG = "~/.rai_config.yml"
@@ -234,7 +235,7 @@ def default_roles() -> dict[str, RoleLimits]:
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # a misspelt section is refused with the nearest name (load_config)
     app: AppConfig = Field(default_factory=AppConfig)
     pubsub: PubSubConfig = Field(default_factory=PubSubConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
@@ -273,20 +274,40 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise UserError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise UserError(f"config file {p} must be a YAML mapping of sections (pubsub:, broker:, ...)")
-    secret = os.environ.get("RAI_APP_SECRET") or (raw.get("app") or {}).get("secret")
+    app = raw.get("app")
+    secret = os.environ.get("RAI_APP_SECRET") or (app.get("secret") if isinstance(app, dict) else None)
     raw = decrypt_tree(raw, secret)
+    problems = []
+    for key in [k for k in raw if k in INTERNAL_FIELDS]:  # set by load_config, not by the file
+        problems.append(f"  {key}: {unknown_name(key, SECTIONS, 'section')}")
+        raw = {k: v for k, v in raw.items() if k != key}
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        raise UserError(f"config file {p} is invalid:\n{format_validation_error(e)}") from None
+        problems.append(format_validation_error(e))
+    if problems:
+        raise UserError(f"config file {p} is invalid:\n" + "\n".join(problems)) from None
     cfg.source = str(p)
     return cfg
 
 
-def format_validation_error(e: ValidationError) -> str:
+INTERNAL_FIELDS = ("source",)
+SECTIONS = [name for name in Config.model_fields if name not in INTERNAL_FIELDS]  # what a config file may hold
+
+
+def format_validation_error(e: ValidationError, model: type[BaseModel] = Config) -> str:
+    """One line per error: where (`docker.memory_limit`, `projects.p.spec.commands.build[0]`) and what is wrong;
+    an unknown key names the nearest valid one, or lists them."""
     lines = []
     for err in e.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top)"
+        loc = err["loc"]
+        where = format_loc(loc, model) or "(top)"
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
+        if err["type"] == "extra_forbidden":
+            names = fields_at(model, loc[:-1]) or []
+            if model is Config and len(loc) == 1:
+                msg = unknown_name(loc[0], SECTIONS, "section")
+            else:
+                msg = unknown_name(loc[-1], [n for n in names if n not in INTERNAL_FIELDS], of=format_loc(loc[:-1]))
+        lines.append(f"  {where} {msg}" if err["type"] == "not_a_command" else f"  {where}: {msg}")
     return "\n".join(lines)

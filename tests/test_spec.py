@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rai.errors import UserError
-from rai.spec import load_spec, load_spec_text
+from rai.spec import load_spec, load_spec_text, parse_spec
 
 ORIGINAL = """
 rai:
@@ -63,3 +65,58 @@ def test_broken_yaml_and_missing_file_are_clear(tmp_path):
         load_spec_text("rai: [unclosed")
     with pytest.raises(UserError, match="rai_build.yml not found"):
         load_spec(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("true", "commands.build[0] is the boolean true, not a command: write it in quotes ('true')"),
+        ("false", "commands.build[0] is the boolean false, not a command: write it in quotes ('false')"),
+        ("yes", "commands.build[0] is the boolean true"),
+        ("42", "commands.build[0] is the number 42, not a command: write it in quotes ('42')"),
+        ("1.5", "commands.build[0] is the number 1.5"),
+        ("null", "commands.build[0] is empty (null), not a command"),
+        ("''", "commands.build[0] is empty, not a command"),
+        ("[make, all]", "commands.build[0] is a list, not a command"),
+        ("echo Result: done", "commands.build[0] is a mapping, not a command"),
+        ("2024-01-01", "commands.build[0] is the date 2024-01-01"),
+    ],
+)
+def test_a_command_that_yaml_reads_as_something_else_is_refused_with_how_to_quote_it(item, words):
+    with pytest.raises(UserError) as e:
+        load_spec_text(f"rai: {{image: x}}\ncommands:\n  build:\n    - {item}\n    - make\n")
+    assert e.value.exit_code == 2
+    assert words in e.value.message
+    assert "commands.build[1]" not in e.value.message  # `make` is fine
+
+
+def test_every_non_string_command_is_named_and_none_is_coerced(tmp_path):
+    (tmp_path / "rai_build.yml").write_text("rai: {image: x}\ncommands: {build: [true, false]}")
+    with pytest.raises(UserError) as e:
+        load_spec(tmp_path)  # what `rai submit` checks before it packs or uploads anything
+    assert "commands.build[0] is the boolean true" in e.value.message
+    assert "commands.build[1] is the boolean false" in e.value.message
+    with pytest.raises(UserError, match=r"commands.build is the number 7, not a command"):
+        load_spec_text("rai: {image: x}\ncommands: {build: 7}")
+    assert load_spec_text("rai: {image: x}\ncommands: {build: ['true', '42']}").commands.build == ["true", "42"]
+    assert load_spec_text("rai: {image: x}\ncommands: {build: make}").commands.build == ["make"]
+
+
+def test_raid_and_rai_server_refuse_such_a_spec_from_a_job_request():
+    # raid/job_runner.py and raiserver/jobs.py call parse_spec on the request's spec, a JSON object
+    job_spec = json.loads('{"rai": {"image": "x"}, "commands": {"build": ["make", true, 3, null]}}')
+    with pytest.raises(UserError) as e:
+        parse_spec(job_spec, "the job's rai_build.yml")
+    assert "the job's rai_build.yml is not a valid job spec" in e.value.message
+    for words in ("build[1] is the boolean true", "build[2] is the number 3", "build[3] is empty (null)"):
+        assert words in e.value.message
+
+
+def test_a_misspelt_field_names_the_nearest_one():
+    with pytest.raises(UserError) as e:
+        load_spec_text("rai: {image: x}\nresources: {gpu: {cuont: 1}}\ncommands: {biuld: [make]}")
+    assert "commands.biuld: is not a field of rai_build.yml (did you mean build?)" in e.value.message
+    assert "resources.gpu.cuont: is not a field of rai_build.yml (did you mean count?)" in e.value.message
+    with pytest.raises(UserError) as e:
+        load_spec_text("rai: {image: x}\nresources: {gpu: {zzz: 1}}\ncommands: {build: [make]}")
+    assert "the fields here are: architecture, count, memory" in e.value.message
