@@ -45,6 +45,8 @@ RECV_SIZE = 256 * 1024
 DRAIN_TIMEOUT = 2.0  # at most this long reading what a stopped job had written
 DRAIN_QUIET = 0.1  # ... or until the stream is quiet this long
 EOF_MARKER_WAIT = 2.0  # after the end marker on stdout, wait at most this long for the one on stderr
+REMOVE_ATTEMPTS = 6  # tries to remove a job's container (about 30 s in all)
+CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids hierarchy, then v2's unified one
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
 SOCKETS = ["unix:///run/podman/podman.sock", "unix:///var/run/docker.sock"]
 
@@ -238,12 +240,26 @@ class Executor:
                     sock.close()
                 except OSError:
                     pass
+            self._remove(container, spec.job_id)
+
+    def _remove(self, container, job_id: str) -> None:
+        """Remove the container, retrying: after an output flood Podman may answer 500 ("timed out waiting
+        for file .../exits/...") for a while. What still fails is logged; raid removes it at its next start."""
+        delay = 0.5
+        for attempt in range(REMOVE_ATTEMPTS):
             try:
                 container.remove(force=True)
+                return
             except docker.errors.NotFound:
-                pass
-            except Exception:  # noqa: BLE001 - never hide the job's result behind a cleanup failure
-                log.exception("removing container %s of job %s failed", container.id[:12], spec.job_id)
+                return
+            except Exception as e:  # noqa: BLE001 - never hide the job's result behind a cleanup failure
+                if attempt == REMOVE_ATTEMPTS - 1:
+                    log.error("job %s: removing container %s failed: %s", job_id, container.id[:12], e)
+                    return
+                log.info("job %s: removing container %s failed (attempt %d): %s", job_id, container.id[:12],
+                         attempt + 1, e)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     def _create(self, spec: RunSpec, token_hex: str):
         env = dict(spec.env)
@@ -279,6 +295,15 @@ class Executor:
 
     def _follow(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
                 build_archive: Path, container, sock, token_hex: str) -> RunResult:
+        result = self._watch(spec, sink, should_cancel, build_archive, container, sock, token_hex)
+        refused = pids_refused(pids_cgroup(container.id))
+        if refused and spec.pids_limit:  # forks refused at the limit: a fork bomb, or a job that needs more
+            result.message += (f"; the job hit the process limit of {spec.pids_limit} "
+                               f"({refused} process starts refused)")
+        return result
+
+    def _watch(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
+               build_archive: Path, container, sock, token_hex: str) -> RunResult:
         job = JobMarkers(spec.job_id, spec.commands, sink.status)
         demux = OutputDemux(marker_token(token_hex), sink.output, job.marker)
         raw = getattr(sock, "_sock", sock)
@@ -339,6 +364,10 @@ class Executor:
 
         # the script itself ended without its end marker (killed: by the OOM killer or from outside)
         demux.flush()
+        try:
+            container.wait(timeout=10)  # the exit code is only true once the container has exited
+        except Exception:  # noqa: BLE001 - read what there is
+            pass
         try:
             container.reload()
             exit_code = container.attrs["State"].get("ExitCode")
@@ -402,3 +431,34 @@ class Executor:
         dest.unlink(missing_ok=True)
         sink.status(f"could not copy /build: {error}")
         return False
+
+
+def pids_cgroup(container_id: str) -> Path | None:
+    """The folder of the container's pids cgroup on this host (Docker and Podman name it after the id), or
+    None where it cannot be found (the engine on another host, another layout)."""
+    for root in CGROUP_ROOTS:
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for parent, dirs, _files in os.walk(base):
+            depth = len(Path(parent).relative_to(base).parts)
+            for d in dirs:
+                if container_id in d and (Path(parent) / d / "pids.events").exists():
+                    return Path(parent) / d
+            if depth >= 3:
+                dirs[:] = []
+    return None
+
+
+def pids_refused(folder: Path | None) -> int:
+    """How many process starts the pids limit refused in the cgroup (`max N` of pids.events); 0 when unknown."""
+    if folder is None:
+        return 0
+    try:
+        for line in (folder / "pids.events").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max" and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0

@@ -4,8 +4,10 @@ The script runs each command with `/bin/sh -c` in /build and stops at the first 
 lines carry a per-job random token: `<token> step N` before command N and `<token> end N RC OOM`
 at the end on stdout (N 0 when all succeeded; OOM the memory cgroup's oom_kill count as the
 container sees it, or `-`), then `<token> eof` on stderr, so that everything the commands wrote to
-either stream has arrived once both end markers are read. Then the script holds the container
-(sleeps) until raid has copied /build and removes it.
+either stream has arrived once both end markers are read. Before its end markers the script (PID 1
+of the container) kills every other process in it, so nothing the commands left running in the
+background can change /build after they ended. Then it holds the container (sleeps) until raid has
+copied /build and removes it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def job_script(commands: list[str], token_hex: str) -> str:
         "_rai_oom() { for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
         "if [ -r \"$f\" ]; then while read -r k v; do if [ \"$k\" = oom_kill ]; then echo \"$v\"; return 0; fi; "
         "done < \"$f\"; fi; done; echo -; }",
-        "_rai_end() { _rai_m end \"$1\" \"$2\" \"$(_rai_oom)\"; _rai_m eof >&2; "
+        # PID 1 kills every other process of the container (SIGKILL to -1 spares the caller), until none is left
+        "_rai_reap() { [ \"$$\" -eq 1 ] || return 0; _rai_n=0; while [ $_rai_n -lt 50 ]; do kill -9 -1 2>/dev/null "
+        "|| return 0; wait 2>/dev/null; _rai_n=$((_rai_n+1)); done; }",
+        "_rai_end() { _rai_reap; _rai_m end \"$1\" \"$2\" \"$(_rai_oom)\"; _rai_m eof >&2; "
         "exec >/dev/null 2>&1 </dev/null; sleep 2147483647; exit \"$2\"; }",
         "cd /build || _rai_end 0 125",
     ]

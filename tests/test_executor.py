@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import docker.errors
+import docker.types
 import pytest
 
 from rai.config import DockerConfig
 from rai.errors import ServiceUnavailable
 from rai.models import JobState
 from raid.container_output import OutputDemux
-from raid.executor import Executor, ImageNotFound, RunResult, RunSpec
+from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
 from raid.job_script import job_script, marker_token
 
 pytestmark = pytest.mark.timeout(120)
@@ -293,3 +294,43 @@ def test_from_config(docker_client):
     assert ex.ping()
     with pytest.raises(ServiceUnavailable, match="no container engine answers"):
         Executor.from_config(DockerConfig(base_url="unix:///nonexistent/docker.sock"))
+
+
+def test_nothing_the_commands_leave_running_outlives_them(executor, test_image):
+    """When the commands end, the script kills every process they left in the background before it says so,
+    so nothing can change /build while raid copies it (a loop rewriting a ranked result.json, say)."""
+    token = secrets.token_hex(16)
+    loop = "sh -c 'while true; do echo forged > /build/result.json; sleep 0.01; done' >/dev/null 2>&1 &"
+    container = executor.client.containers.create(
+        test_image, entrypoint=["/bin/sh"], command=["-c", job_script([loop, "sleep 0.3", "true"], token)],
+        network_mode="none", labels={"rai.node": "test-executor"},
+        ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+                 docker.types.Ulimit(name="nproc", soft=4096, hard=4096)])
+    try:
+        container.put_archive("/", _dirs_tar())
+        container.start()
+        deadline = time.monotonic() + 30
+        while marker_token(token) + b"eof" not in container.logs(stdout=False, stderr=True):
+            assert time.monotonic() < deadline, "the job script did not end"
+            time.sleep(0.05)
+        before = container.exec_run(["cat", "/build/result.json"]).output
+        time.sleep(0.3)
+        ps = container.exec_run(["ps", "-o", "pid,args"]).output.decode().splitlines()[1:]
+        others = [line.split(None, 1)[1] for line in ps if line.split()[0] != "1"]
+        assert sorted(others) == ["ps -o pid,args", "sleep 2147483647"], ps  # the loop is gone
+        assert container.exec_run(["cat", "/build/result.json"]).output == before  # and nothing writes any more
+    finally:
+        container.remove(force=True)
+
+
+def test_a_fork_bomb_ends_with_the_process_limit_named_and_leaves_nothing(job, executor):
+    result, _sink, _archive = job(["b(){ b|b& }; b", "sleep 1", "echo survived"], pids_limit=64, time_limit=20)
+    assert "hit the process limit of 64" in result.message, result.message
+    again, sink, _ = job(["echo next job"])  # the node serves the next job at once
+    assert again.state == JobState.succeeded and sink.text() == "next job\n"
+
+
+def test_a_bomb_left_in_the_background_is_killed_and_named(job):
+    result, _sink, _archive = job(["b(){ b|b& }; b"], pids_limit=64)  # it forks on after its command returned
+    assert result.state == JobState.succeeded
+    assert "hit the process limit of 64" in result.message
