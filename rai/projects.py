@@ -146,6 +146,38 @@ class Condition(_Section):
         return None
 
 
+class CheckConfig(_Section):
+    """The staff's checker: run in a second, fresh container after the submission's commands ended, on a
+    copy of the submission's /build in /src. Only what it writes under its own /build (`result.file`) or
+    prints (`result.patterns`) counts; no process of the submission is alive, none can start."""
+
+    commands: list[str]
+    image: str | None = None  # default: the spec's image
+    time: float = 600.0  # seconds it may run
+    memory: int | None = None  # bytes; default the job's memory limit
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, v: list[str]) -> list[str]:
+        if not v or not all(isinstance(c, str) and c.strip() for c in v):
+            raise ValueError("check.commands: give the checker's shell commands, as strings")
+        return v
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        from rai.units import parse_duration
+
+        return parse_duration(v)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        from rai.units import parse_size
+
+        return None if v is None else parse_size(v)
+
+
 class KindConfig(_Section):
     """One submission kind; every key unset here comes from its project."""
 
@@ -157,6 +189,7 @@ class KindConfig(_Section):
     lower_is_better: bool | None = None
     valid: dict[str, Condition] | None = None
     counts: Literal["best", "last"] | None = None
+    check: CheckConfig | None = None
 
     @field_validator("required_files")
     @classmethod
@@ -178,6 +211,7 @@ class RankedKind:
     lower_is_better: bool
     valid: dict[str, Condition]
     counts: Literal["best", "last"]
+    check: CheckConfig | None = None  # the staff's checker in its own container; None: read the job's own
 
     @property
     def name(self) -> str:
@@ -193,6 +227,7 @@ class ProjectConfig(_Section):
     lower_is_better: bool = True
     valid: dict[str, Condition] = Field(default_factory=dict)
     counts: Literal["best", "last"] = "best"  # which of a team's valid results ranks: its best or its latest
+    check: CheckConfig | None = None  # the staff's checker, in a second container (see CheckConfig)
     kinds: dict[str, KindConfig]
 
     @field_validator("kinds", mode="before")
@@ -238,6 +273,7 @@ class ProjectConfig(_Section):
             result=k.result or self.result, metric=k.metric or self.metric,
             lower_is_better=self.lower_is_better if k.lower_is_better is None else k.lower_is_better,
             valid=dict(k.valid if k.valid is not None else self.valid), counts=k.counts or self.counts,
+            check=k.check or self.check,
         )
 
 

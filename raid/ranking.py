@@ -1,6 +1,8 @@
 """raid's side of ranked submissions (`rai submit --submit KIND`): the project's build spec replaces the
 submitter's `rai_build.yml`, its required files are checked in the archive, and the result is read from
-what the job itself produced under that spec and recorded as a ranking entry.
+what the job itself produced under that spec and recorded as a ranking entry. With a `check:` (the
+staff's checker), the result is what the checker wrote or printed in a second, fresh container that
+ran on a copy of the job's /build after every process of the job was gone.
 
 Nothing a client sends can set a ranking: the client sends only a tar and the kind's name. The result
 comes from the /build archive raid copied out of the container, or from the job's output as raid
@@ -113,13 +115,56 @@ class RankedRun:
                           f"{', '.join(missing)} in the project folder, and the upload has none; "
                           "add it and submit again")
 
-    def watch(self, writer) -> OutputTap:
+    def _streams(self) -> tuple[str, ...]:
+        return {"stdout": ("stdout",), "stderr": ("stderr",), "both": ("stdout", "stderr")}[self.kind.result.stream]
+
+    def watch(self, writer):
         """The sink the executor writes the job's output to (it goes on to `writer`)."""
-        streams = {"stdout": ("stdout",), "stderr": ("stderr",), "both": ("stdout", "stderr")}[self.kind.result.stream]
         writer.status(f"ranked submission {self.kind.name}: the project's build spec runs "
                       "(your rai_build.yml is not used)")
-        self.tap = OutputTap(writer, streams)
+        if self.kind.check is not None:  # the result comes from the checker's container, not from this output
+            return writer
+        self.tap = OutputTap(writer, self._streams())
         return self.tap
+
+    def finish(self, state: JobState, build_tar: Path, executor, job_spec, sink, should_cancel) -> str:
+        """Rank the job that ended in `state` with /build in `build_tar`: through the staff's checker in a
+        fresh container when the kind has one, else from the job's own /build or output. Returns a line for
+        the job's end message; never raises."""
+        check = self.kind.check
+        if check is None:
+            return self.record_result(state, build_tar)
+        try:
+            checked = self._run_check(check, build_tar, executor, job_spec, sink, should_cancel)
+        except Exception as e:  # the job's own end must not suffer from this
+            log.exception("the checker of job %s failed to run", self.req.job_id)
+            return (f"{self.kind.name}: not ranked: the checker could not run ({type(e).__name__}); "
+                    "ask your course staff")
+        if isinstance(checked, str):
+            return f"{self.kind.name}: not ranked: {checked}"
+        return self.record_result(state, checked)
+
+    def _run_check(self, check, build_tar: Path, executor, job_spec, sink, should_cancel) -> Path | str:
+        """The checker's /build archive, or why there is none."""
+        from dataclasses import replace
+
+        from raid.executor import RunSpec
+
+        if not build_tar.exists():
+            return "/build could not be copied from the job's container"
+        source = build_tar.with_name("checked-build.tar")
+        strip_top(build_tar, source, "build")
+        sink.status(f"checking the result in a fresh container: {'; '.join(check.commands)}")
+        spec: RunSpec = replace(job_spec, image=check.image or job_spec.image, commands=list(check.commands),
+                                source_tar=source, network=False, time_limit=check.time, gpus=job_spec.gpus,
+                                memory_limit=check.memory or job_spec.memory_limit,
+                                labels={**job_spec.labels, "rai.check": "1"})
+        self.tap = OutputTap(sink, self._streams())
+        out = build_tar.with_name("checker-build.tar")
+        result = executor.run(spec, self.tap, should_cancel, out)
+        if result.state != JobState.succeeded:
+            return f"the checker ended {result.state.value}: {result.message}"
+        return out
 
     def record_result(self, state: JobState, build_tar: Path) -> str:
         """Read the result, save the ranking entry; returns a line for the job's end message. Never raises."""
@@ -211,3 +256,16 @@ def match_patterns(patterns: list[str], text: str) -> dict[str, Any]:
                 number = as_number(raw)
                 values[name] = number if number is not None else raw
     return values
+
+
+def strip_top(src: Path, dest: Path, top: str) -> None:
+    """Copy the tar `src` to `dest` without its leading folder `top/` (a job's /build archive → /src)."""
+    with tarfile.open(src, mode="r:") as inp, tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for m in inp:
+            parts = PurePosixPath(m.name).parts
+            if parts and parts[0] == top:
+                parts = parts[1:]
+            if not parts:
+                continue
+            m.name = PurePosixPath(*parts).as_posix()
+            out.addfile(m, inp.extractfile(m) if m.isfile() else None)

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 
+import docker
 import httpx
 import pytest
 
@@ -24,6 +25,7 @@ from rai.leaderboard import team_label
 from rai.models import LogEntry, LogKind
 from rai.profile import Profile, load_profile, write_profile
 from rai.signing import authorization_headers
+from tests.fixtures.e2e import PODMAN_SOCKET as PODMAN
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 
 APP_SECRET = "ranking-test-app-secret"
@@ -52,13 +54,25 @@ REGEX_PROJECT = {
         "slow": {"spec": {"rai": {"image": TEST_IMAGE}, "commands": {"build": ["sleep 2", "sh /src/solve.sh"]}}},
     },
 }
+# The staff's checker in its own container: the job only builds and runs; the checker reads the job's
+# /build (a copy, in its /src) after every process of the job is gone, and writes its own result.
+CHECKED_PROJECT = {
+    "spec": {"rai": {"image": TEST_IMAGE},
+             "commands": {"build": ["cp -r /src/. /build/", "sh /build/solve.sh > /build/out.txt"]}},
+    "check": {"commands": [CHECK.replace("/build/out.txt", "/src/out.txt")], "time": "30s"},
+    "result": {"file": "result.json"},
+    "metric": "timing.op_time",
+    "valid": {"correctness": {"min": 1}},
+    "kinds": ["honest", "forger"],
+}
+FORGED = '{"correctness": 1, "timing": {"op_time": 0.001}}'
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, redis_url, test_image):
     e = RaiEnv(tmp_path_factory.mktemp("ranked"), redis_url)
     e.settings["app"] = {"secret": APP_SECRET}
-    e.settings["projects"] = {"conv": JSON_PROJECT, "rx": REGEX_PROJECT}
+    e.settings["projects"] = {"conv": JSON_PROJECT, "rx": REGEX_PROJECT, "chk": CHECKED_PROJECT}
     e.write_config()
     e.profiles = {}
     for name, team in (("ada", "t1"), ("ana", "t1"), ("bob", "t2"), ("cy", "t3"), ("dee", "t4")):
@@ -97,6 +111,25 @@ def test_rai_submit_submit_kind_shows_the_ranked_result_at_the_end(env):
     assert r.returncode == 0, r.stderr
     assert "ranked submission conv/cli" in r.stderr and "this spec is not used" not in r.stdout
     assert "conv/cli: timing.op_time = 8, ranked" in r.stderr
+
+
+def test_the_staffs_checker_runs_in_a_fresh_container_and_only_its_result_counts(env):
+    honest = submit(env, "bob", solver(env, "bob-honest", time_=3), "chk/honest")
+    # wrong answer, a forged result.json, and a background loop that keeps writing the forgery after the commands
+    loop = f"(while true; do echo '{FORGED}' > /build/result.json; done) >/dev/null 2>&1 &"
+    project = solver(env, "cy-forger", files={"result.json": FORGED})
+    (project / "solve.sh").write_text(f"echo answer 41\necho time 2\n{loop}\nsleep 0.5\n")
+    forger = submit(env, "cy", project, "chk/forger")
+    records = finish(env, honest, forger)
+    assert records[honest].state.value == "succeeded"
+    assert "chk/honest: timing.op_time = 3, ranked" in records[honest].message
+    assert "checking the result in a fresh container" in "".join(
+        e.body for _, e in env.backends.logs.read(honest) if e.kind == LogKind.status)
+    assert "chk/forger: timing.op_time = 2, not ranked: correctness" in records[forger].message
+    entries = {e.job_id: e for e in env.backends.db.list_rankings("chk", "forger")}
+    assert entries[forger].value == 2 and not entries[forger].valid  # the checker's numbers, not the forgery's
+    left = docker.DockerClient(base_url=PODMAN).containers.list(all=True)
+    assert not any(c.labels.get("rai.job") in (honest, forger) for c in left)  # both containers of each removed
 
 
 def finish(env: RaiEnv, *job_ids: str) -> dict:
