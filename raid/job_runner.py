@@ -73,7 +73,7 @@ class JobRunner:
         keeper = threading.Thread(target=self._keep_alive, args=(claimed, consumer, stop_keepalive, req),
                                   daemon=True)
         keeper.start()
-        writer = LogWriter(self.b.logs, req.job_id)
+        writer = LogWriter(self.b.logs, req.job_id, max_log_bytes=self.cfg.pubsub.max_log_bytes)
         record = JobRecord(
             job_id=req.job_id, username=req.username, team=req.team, access_key=req.access_key, queue=req.queue,
             submission=req.submission, submitted_at=req.submitted_at, upload_key=req.upload_key,

@@ -4,6 +4,8 @@ Keys (prefix `rai:`):
 
 - `rai:log:<job_id>`: the job's stream; each entry has one field `e`, a LogEntry JSON. Trimmed to
   about `max_entries` entries (XADD MAXLEN ~); expires `retention` seconds after its end entry.
+  raid's LogWriter also keeps a job's output in it to `pubsub.max_log_bytes`: its head and tail,
+  with a note on how much of the middle was left out.
 - `rai:logseq:<job_id>`: a small hash (writer -> last batch number and id) that makes a retried
   append idempotent: a batch whose reply was lost in a connection blip is not written twice. It
   expires an hour after the last append.
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 from rai.backends.logs import LogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, LogEntry, LogKind
+from rai.units import format_size, plural
 
 log = logging.getLogger("rai.logs")
 
@@ -36,6 +39,9 @@ SEQ_TTL_MS = 3600 * 1000  # how long a writer's last batch number is remembered
 APPEND_MAX_ENTRIES = 256  # entries per round trip (one script call)
 APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
 QUIET_EVERY = 2.0  # seconds between on_quiet calls of follow() while nothing comes
+HELD_CHUNK = 64 * 1024  # bytes per chunk of held-back output (LogWriter's tail past the head of a capped log)
+HELD_ALIGN = 4096  # the kept tail starts after the first newline in its first bytes (a whole line)
+MIDDLE_STATUS_MAX = 100  # status lines from the left-out middle written after the note; more are only counted
 
 _BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -249,13 +255,38 @@ class LogWriter:
     dropped (counted in `lost_bytes`); later batches are then tried once each until one gets
     through, and a status entry then says how much output was lost. Up to `max_pending` bytes wait
     in memory; beyond that `output` blocks, which stalls the job's output rather than memory.
+
+    `max_log_bytes` (pubsub.max_log_bytes; None or 0: no cap) bounds the stdout+stderr bytes a log
+    keeps. The first half (the head) is written as it comes. Output past the head is held back in
+    memory, of which only the newest `max_log_bytes - head` bytes are kept (the tail; the oldest go,
+    counted in `left_out_bytes`), and a status entry says so. At `end`/`close` a status entry says
+    how much was left out, then the tail follows (in order, stdout and stderr apart, starting at a
+    whole line and character), then the end entry. The job itself goes on; only its log stops
+    growing. Status lines made while output is held back keep their place among it; those from the
+    left-out middle follow the note.
     """
 
     def __init__(self, logs: LogStream, job_id: str, max_bytes: int = 64 * 1024, max_delay: float = 0.05,
-                 retry_for: float = 120.0, max_pending: int | None = None):
+                 retry_for: float = 120.0, max_pending: int | None = None, max_log_bytes: int | None = None):
         self.logs = logs
         self.job_id = job_id
         self.max_bytes = max(16, int(max_bytes))
+        cap = int(max_log_bytes or 0)
+        self.max_log_bytes = cap if cap > 0 else None
+        self._head_limit = cap // 2
+        self._tail_limit = max(1, cap - cap // 2)
+        self._max_held = max(64, self._tail_limit // 256)  # chunks: tiny alternating writes stay bounded too
+        self.output_bytes = 0  # stdout+stderr bytes the job wrote
+        self.left_out_bytes = 0  # of them, left out of the middle of a capped log
+        self.left_out_lines = 0  # newlines in what was left out
+        self._holding = False  # past the head: output is held back, not written
+        self._held: deque[tuple[str, bytearray | str]] = deque()  # (kind, bytes) or ("status", text)
+        self._held_bytes = 0
+        self._trimmed = False  # the oldest held output went since the last release: start the tail at a line
+        self._dropped_line_end = False  # the last byte left out ended a line
+        self._middle_status: list[str] = []
+        self._middle_status_more = 0
+        self._reported_left_out = (0, 0)
         self.max_delay = max(0.0, max_delay)
         self.retry_for = retry_for
         self.max_pending = max_pending or 64 * self.max_bytes
@@ -291,35 +322,28 @@ class LogWriter:
         with self._lock:  # the condition's lock, taken without the Condition's extra call
             if self._closed:
                 raise ValueError("LogWriter is closed")
-            if kind != self._kind:
-                self._switch(kind)
-            buf = self._buf
-            buf += data
-            limit = self.max_bytes
-            if len(buf) >= limit:
-                pos = 0
-                while len(buf) - pos >= limit:
-                    cut = buf.rfind(b"\n", pos + limit // 2, pos + limit) + 1
-                    if not cut:  # no newline near the limit: cut there, but not inside a character
-                        cut = _complete_len(buf, pos + limit)
-                    self._emit(LogEntry(kind=kind, body=buf[pos:cut].decode("utf-8", "replace")), cut - pos)
-                    pos = cut
-                del buf[:pos]
-                self._first_at = None
-            if self._first_at is None and _complete_len(buf):
-                self._first_at = time.monotonic()
-                self._cond.notify_all()
-            while self._ready_bytes > self.max_pending:
-                if self._failing or not self._thread.is_alive():
-                    self._drop_oldest()  # the log stream is down: keep memory bounded, not the job waiting
-                    break
-                self._cond.wait(1.0)
+            before = self.output_bytes
+            self.output_bytes += len(data)
+            if self.max_log_bytes is None or (not self._holding and self.output_bytes <= self._head_limit):
+                self._put(kind, data)
+            else:
+                if not self._holding:  # the head is full: what fits goes on, the rest is held back
+                    room = self._head_limit - before
+                    if room > 0:
+                        self._put(kind, data[:room])
+                        data = data[room:]
+                    self._start_holding()
+                self._hold(kind, data)
+            self._backpressure()
 
     def status(self, text: str) -> None:
         """A status line, after all output written before it."""
         with self._cond:
-            self._cut()
-            self._emit(LogEntry(kind=LogKind.status, body=text), len(text))
+            if self._holding:  # keeps its place among the held-back output
+                self._held.append((LogKind.status.value, text))
+                self._trim_held()
+            else:
+                self._status(text)
 
     def end(self, end: JobEnd) -> None:
         """The job's final entry, after everything else; waits until it is written.
@@ -327,6 +351,7 @@ class LogWriter:
         Raises ServiceUnavailable when the end entry could not be written."""
         with self._cond:
             self._cut(final=True)
+            self._release()
             self._emit(LogEntry(kind=LogKind.end, end=end), 0)
             index = self._queued - 1
             self._wait_done(self._queued)
@@ -338,7 +363,8 @@ class LogWriter:
             self._checked = self._queued
 
     def flush(self) -> None:
-        """Write everything so far (but an incomplete character); waits until it is written.
+        """Write everything so far (but an incomplete character, and output held back past the head of a
+        capped log); waits until it is written.
 
         Raises ServiceUnavailable when some of it (since the last flush) had to be dropped."""
         with self._cond:
@@ -359,9 +385,15 @@ class LogWriter:
             if self._closed:
                 return
             self._cut(final=True)
+            self._release()
             self._closed = True
             self._cond.notify_all()
         self._thread.join(self.retry_for + 30)
+
+    @property
+    def held_bytes(self) -> int:
+        """Output bytes held back in memory (at most `max_log_bytes - max_log_bytes // 2`)."""
+        return self._held_bytes
 
     def __enter__(self) -> LogWriter:
         return self
@@ -370,6 +402,34 @@ class LogWriter:
         self.close()
 
     # inside, with the lock held
+    def _put(self, kind: str, data: bytes) -> None:
+        """Into the current entry, cutting full entries off it."""
+        if kind != self._kind:
+            self._switch(kind)
+        buf = self._buf
+        buf += data
+        limit = self.max_bytes
+        if len(buf) >= limit:
+            pos = 0
+            while len(buf) - pos >= limit:
+                cut = buf.rfind(b"\n", pos + limit // 2, pos + limit) + 1
+                if not cut:  # no newline near the limit: cut there, but not inside a character
+                    cut = _complete_len(buf, pos + limit)
+                self._emit(LogEntry(kind=kind, body=buf[pos:cut].decode("utf-8", "replace")), cut - pos)
+                pos = cut
+            del buf[:pos]
+            self._first_at = None
+        if self._first_at is None and _complete_len(buf):
+            self._first_at = time.monotonic()
+            self._cond.notify_all()
+
+    def _backpressure(self) -> None:
+        while self._ready_bytes > self.max_pending:
+            if self._failing or not self._thread.is_alive():
+                self._drop_oldest()  # the log stream is down: keep memory bounded, not the job waiting
+                break
+            self._cond.wait(1.0)
+
     def _switch(self, kind: str) -> None:
         self._cut()
         if self._kind is not None and self._buf:
@@ -390,6 +450,124 @@ class LogWriter:
             for kind, tail in self._tails.items():
                 self._emit(LogEntry(kind=kind, body=tail.decode("utf-8", "replace")), len(tail))
             self._tails.clear()
+
+    def _status(self, text: str) -> None:
+        self._cut()
+        self._emit(LogEntry(kind=LogKind.status, body=text), len(text))
+
+    def _start_holding(self) -> None:
+        """The head is full: it ends at a line's end when one is near, what is not written yet is held back."""
+        buf = self._buf
+        cut = buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1 or _complete_len(buf)
+        if cut:
+            self._emit(LogEntry(kind=self._kind, body=buf[:cut].decode("utf-8", "replace")), cut)
+            del buf[:cut]
+        rest = [*self._tails.items(), (self._kind, bytes(buf))]  # earlier kinds' incomplete characters first
+        self._tails.clear()
+        self._kind, self._buf, self._first_at = None, bytearray(), None
+        cap, tail = self.max_log_bytes, self._tail_limit
+        self._status(f"log limit: the output has passed {format_size(self._head_limit)}, half of the "
+                     f"{format_size(cap)} a job's log keeps; from here on it is held back, and only its last "
+                     f"{format_size(tail)} will be shown, when the job ends (the job keeps running)")
+        self._holding = True
+        for kind, data in rest:
+            if data:
+                self._hold(kind, data)
+
+    def _hold(self, kind: str, data: bytes) -> None:
+        """Held-back output: appended to the tail, whose oldest bytes go past `_tail_limit`."""
+        if not data:
+            return
+        if len(data) > self._tail_limit:  # more than the whole tail at once: only its end can stay
+            cut = len(data) - self._tail_limit
+            self.left_out_bytes += cut
+            self.left_out_lines += data.count(b"\n", 0, cut)
+            self._trimmed = True
+            self._dropped_line_end = data[cut - 1] == 0x0A
+            data = memoryview(data)[cut:]
+        held = self._held
+        pos = 0
+        if held and held[-1][0] == kind and len(held[-1][1]) < HELD_CHUNK:
+            last = held[-1][1]
+            pos = min(HELD_CHUNK - len(last), len(data))
+            last += data[:pos]
+        while pos < len(data):
+            held.append((kind, bytearray(data[pos:pos + HELD_CHUNK])))
+            pos += HELD_CHUNK
+        self._held_bytes += len(data)
+        self._trim_held()
+
+    def _trim_held(self) -> None:
+        """Drop the oldest held output down to `_tail_limit` bytes (and `_max_held` chunks)."""
+        held = self._held
+        while held and (self._held_bytes > self._tail_limit or len(held) > self._max_held):
+            kind, item = held[0]
+            if kind == LogKind.status.value:  # from the left-out middle: written after the note
+                held.popleft()
+                if len(self._middle_status) < MIDDLE_STATUS_MAX:
+                    self._middle_status.append(item)
+                else:
+                    self._middle_status_more += 1
+                continue
+            excess = self._held_bytes - self._tail_limit
+            n = len(item) if len(held) > self._max_held or excess >= len(item) else excess
+            self.left_out_lines += item.count(b"\n", 0, n)
+            self._dropped_line_end = item[n - 1] == 0x0A
+            if n == len(item):
+                held.popleft()
+            else:
+                del item[:n]
+            self._held_bytes -= n
+            self.left_out_bytes += n
+            self._trimmed = True
+
+    def _release(self) -> None:
+        """At the end: a note on what was left out, the status lines from the middle, then the tail."""
+        if not self._holding:
+            return
+        held = self._held
+        if self._trimmed:  # the tail starts at a character, and at a line when one starts soon
+            seen: set[str] = set()
+            for index, (kind, item) in enumerate(held):
+                if kind == LogKind.status.value or kind in seen:
+                    continue
+                seen.add(kind)
+                skip = 0
+                while skip < min(3, len(item)) and 0x80 <= item[skip] < 0xC0:
+                    skip += 1
+                if index == 0 and not self._dropped_line_end:
+                    skip = max(skip, item.find(b"\n", 0, HELD_ALIGN) + 1)
+                if skip:
+                    self.left_out_lines += item.count(b"\n", 0, skip)
+                    del item[:skip]
+                    self._held_bytes -= skip
+                    self.left_out_bytes += skip
+            self._trimmed = False
+        left = self.left_out_bytes - self._reported_left_out[0]
+        lines = self.left_out_lines - self._reported_left_out[1]
+        self._reported_left_out = (self.left_out_bytes, self.left_out_lines)
+        if left:
+            self._status(f"log limit: {format_size(left)} of output ({left} bytes, about {plural(lines, 'line')}) "
+                         f"left out here, over the {format_size(self.max_log_bytes)} a job's log keeps; "
+                         f"the last {format_size(self._held_bytes)} follow")
+        elif held:
+            self._status(f"log limit: the output held back since {format_size(self._head_limit)} follows; "
+                         "nothing was left out")
+        for text in self._middle_status:
+            self._status(text)
+        if self._middle_status_more:
+            self._status(f"(and {plural(self._middle_status_more, 'more status line')} from the left-out part)")
+        self._middle_status.clear()
+        self._middle_status_more = 0
+        while held:
+            kind, item = held.popleft()
+            if kind == LogKind.status.value:
+                self._status(item)
+                continue
+            self._held_bytes -= len(item)
+            self._put(kind, bytes(item))
+            self._backpressure()
+        self._cut(final=True)
 
     def _emit(self, entry: LogEntry, size: int) -> None:
         self._ready.append((entry, size))
