@@ -3,7 +3,9 @@ written without re-encoding its JSON, read in replies of about a MiB whatever th
 
 from __future__ import annotations
 
+import json
 import secrets
+from datetime import timedelta
 
 import httpx
 from httpx_sse import EventSource
@@ -11,7 +13,7 @@ from httpx_sse import EventSource
 from keygen.accounts import create_account
 from rai.backends import Backends
 from rai.config import Config
-from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id
+from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
 from rai.signing import EMPTY_SHA256, authorization_headers
 from raiserver.logs import BATCH, READ_BYTES, entry_event, entry_kind, next_count
 
@@ -42,7 +44,7 @@ def test_the_read_count_follows_the_entries_size():
     assert next_count(3, 0) == BATCH  # entries without a body
 
 
-def test_a_log_of_small_then_big_entries_arrives_whole_and_in_order(tmp_path, redis_url, serve):
+def installation(tmp_path, redis_url):
     cfg = Config.model_validate({
         "pubsub": {"url": redis_url, "start_local": False},
         "broker": {"queue": f"rai_test_{secrets.token_hex(4)}"},
@@ -50,7 +52,38 @@ def test_a_log_of_small_then_big_entries_arrives_whole_and_in_order(tmp_path, re
         "database": {"path": str(tmp_path / "rai.db")},
     })
     b = Backends(cfg)
-    ada = create_account(b.accounts, ["student"], f"ada{secrets.token_hex(3)}", "ada@example.edu")
+    return cfg, b, create_account(b.accounts, ["student"], f"ada{secrets.token_hex(3)}", "ada@example.edu")
+
+
+def events(server, account, job_id: str, stop_after: int | None = None) -> list[tuple[str, str, str]]:
+    path = f"/v1/jobs/{job_id}/log"
+    headers = authorization_headers(account.access_key, account.secret_key, "GET", path, [], EMPTY_SHA256)
+    got = []
+    with httpx.Client(base_url=server.url, timeout=30) as http, http.stream("GET", path, headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        for e in EventSource(r).iter_sse():
+            got.append((e.event, e.id, e.data))
+            if len(got) == stop_after:
+                break
+    return got
+
+
+def test_a_waiting_job_s_log_tells_its_place_in_the_queue(tmp_path, redis_url, serve, monkeypatch):
+    monkeypatch.setattr("raiserver.logs.QUIET_MS", 100)
+    cfg, b, ada = installation(tmp_path, redis_url)
+    queue = cfg.broker.queue
+    ids = [new_job_id() for _ in range(3)]
+    for n, job_id in enumerate(ids):
+        b.live.put_job(JobRecord(job_id=job_id, username=ada.username, queue=queue, submitted_at=utcnow()
+                                 + timedelta(seconds=n)), ttl=600)
+    b.logs.append(ids[2], [LogEntry(kind=LogKind.status, body="queued")])
+    got = events(serve(cfg, b), ada, ids[2], stop_after=2)
+    assert got[0][:2] == ("status", b.logs.last_id(ids[2]))
+    assert got[1][0] == "waiting" and json.loads(got[1][2]) == {"ahead": 2, "on_queue": 3}
+
+
+def test_a_log_of_small_then_big_entries_arrives_whole_and_in_order(tmp_path, redis_url, serve):
+    cfg, b, ada = installation(tmp_path, redis_url)
     job_id = new_job_id()
     small = [LogEntry(kind=LogKind.stdout, body=f"{i}\n") for i in range(3 * BATCH)]
     big = [LogEntry(kind=LogKind.stderr if i % 2 else LogKind.stdout, body=f"{i}:" + "x" * 65000 + "\n")
@@ -60,12 +93,7 @@ def test_a_log_of_small_then_big_entries_arrives_whole_and_in_order(tmp_path, re
     b.live.put_job(JobRecord(job_id=job_id, username=ada.username, state=JobState.succeeded), ttl=600)
     written = [entry_id for entry_id, _ in b.logs.read(job_id, count=10_000)]
 
-    server = serve(cfg, b)
-    path = f"/v1/jobs/{job_id}/log"
-    headers = authorization_headers(ada.access_key, ada.secret_key, "GET", path, [], EMPTY_SHA256)
-    with httpx.Client(base_url=server.url, timeout=30) as http, http.stream("GET", path, headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        got = [(e.event, e.id, e.data) for e in EventSource(r).iter_sse()]
+    got = events(serve(cfg, b), ada, job_id)
     assert [i for _, i, _ in got] == written  # every entry once, in order, each event's id its entry's
     entries = [LogEntry.model_validate_json(data) for _, _, data in got]
     assert [e.body for e in entries[:-1]] == [e.body for e in [*small, *big, *small[:7]]]
