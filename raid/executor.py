@@ -215,7 +215,9 @@ class Executor:
         try:
             upload = TarUpload(spec.source_tar)
         except (OSError, tarfile.TarError) as e:
-            return RunResult(JobState.error, None, 0.0, f"the project archive cannot be read: {e}")
+            log.warning("job %s: reading the project archive failed: %s", spec.job_id, e)
+            return RunResult(JobState.error, None, 0.0, "the project archive could not be read on the node; submit "
+                             "again (the node's log has the details under the job id)")
         sock = None
         try:
             container = self._create(spec, token_hex)
@@ -224,14 +226,23 @@ class Executor:
             raise
         try:
             container.put_archive("/", _dirs_tar())
-            with upload:
-                container.put_archive("/src", upload)
+            try:
+                with upload:
+                    container.put_archive("/src", upload)
+            except docker.errors.APIError as e:  # its words name the host's storage paths: for raid's log only
+                log.warning("job %s: the engine refused the project archive: %s", spec.job_id, e)
+                return RunResult(JobState.refused, None, 0.0,
+                                 "refused: the container engine would not unpack your project into /src (a link "
+                                 "pointing outside the project, a device file or an odd file name?); remove it and "
+                                 "submit again")
             sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
             try:
                 container.start()
             except docker.errors.APIError as e:
+                log.warning("job %s: the container did not start: %s", spec.job_id, e)
                 return RunResult(JobState.error, None, 0.0,
-                                 f"the container did not start: {short(str(e.explanation or e), 200)}")
+                                 f"the container did not start: the image {spec.image} may lack /bin/sh, or the node's "
+                                 "engine failed (the node's log has the details under the job id)")
             return self._follow(spec, sink, should_cancel, build_archive, container, sock, token_hex)
         finally:
             upload.close()
@@ -429,7 +440,9 @@ class Executor:
                 except docker.errors.APIError:
                     alive = False
         dest.unlink(missing_ok=True)
-        sink.status(f"could not copy /build: {error}")
+        log.warning("job %s: /build could not be copied: %s", spec.job_id, error)
+        sink.status("could not copy /build out of the container, so this job has no outputs "
+                    "(the node's log has the details under the job id)")
         return False
 
 
