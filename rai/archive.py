@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import zstandard
 
 from rai.errors import UserError
+from rai.units import format_size
 
 IGNORE_FILE = ".raiignore"
 ALWAYS_IGNORED = (".rai_profile", "*.rai_profile")
@@ -129,7 +131,7 @@ def file_sha256(path: Path) -> str:
 
 
 def zstd_to_tar(src: Path, dest: Path) -> None:
-    """Decompress a tar.zst into a plain tar (what the container engine accepts)."""
+    """Decompress a tar.zst into a plain tar, unchecked; a project upload goes through `unpack_checked`."""
     with open(src, "rb") as inp, open(dest, "wb") as out:
         zstandard.ZstdDecompressor().copy_stream(inp, out)
 
@@ -139,27 +141,414 @@ def tar_to_zstd(src: Path, dest: Path, level: int = 3) -> None:
         zstandard.ZstdCompressor(level=level, threads=-1).copy_stream(inp, out)
 
 
-def unpack(archive: Path, dest: Path, strip_top: str | None = None) -> int:
-    """Extract a tar.zst into `dest` safely (no absolute paths, no escaping links); returns files written.
+# Checked unpacking: one walk of the tar stream as it decompresses, shared by raid (a project upload,
+# `unpack_checked`) and `rai get` (a job's outputs, `unpack`). Nothing is decompressed past the limits:
+# a few KiB of zstd can hold terabytes of zeros.
 
-    `strip_top` drops a leading folder name (outputs are archived as `build/...`).
+HEADER_RECORD_LIMIT = 16 * 1024  # a pax or GNU long-name record bigger than this does not come from tar
+RECORD_BUDGET = 4 * 1024**2  # pax and long-name records, all together, at most this ...
+RECORD_SLACK = 2 * 1024  # ... and this much more a header
+DIGIT_RUN = 64  # digits in a row a pax record may hold (see _CappedTarInfo)
+_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (DIGIT_RUN + 1))
+STREAM_SLACK = 1024**2  # tar's own bytes (headers, padding, read-ahead) allowed past max_bytes ...
+MEMBER_SLACK = 8 * 1024  # ... and this much more per member
+LINK_HOPS = 40  # links followed resolving one path, as Linux does
+NAME_MAX = 255  # bytes in one path component
+PATH_MAX = 4096  # bytes in one path
+COPY_CHUNK = 1 << 20
+READ_CHUNK = 256 * 1024  # what tarfile asks the decompressor for at a time
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What an archive may unpack to. The defaults are rai get's; raid passes docker.upload_limit and co."""
+
+    max_bytes: int = 8 * 1024**3  # the regular files' content, all together
+    max_files: int = 1_000_000  # members: files, folders and links
+    max_depth: int = 128  # components in one path
+
+
+@dataclass
+class ArchiveStats:
+    files: int = 0  # regular files and hard links
+    members: int = 0  # every member counted against max_files
+    bytes: int = 0  # regular files' content
+
+
+class ArchiveRefused(Exception):
+    """The archive passes a limit, holds something a project folder cannot hold, or is no tar.zst at all.
+
+    `kind` is "max_bytes", "max_files" or "max_depth" (the limit passed), "unsafe" (a member, named in
+    the reason) or "corrupt"; `reason` reads after "the archive" ("holds a link to outside ...");
+    `detail` says what the decompressor or tar reader found, for logs.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    count = 0
+
+    def __init__(self, kind: str, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.detail = detail
+
+
+def _shown(name: str, width: int = 120) -> str:
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name if len(name) <= width else name[:width] + "…"
+
+
+class _CappedStream:
+    """The decompressed stream, refused as soon as more than `cap` bytes came out of it."""
+
+    def __init__(self, f, cap: int, max_bytes: int):
+        self.f = f
+        self.cap = cap
+        self.max_bytes = max_bytes
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = max(self.cap - self.count + 1, 1)
+        data = self.f.read(n)
+        self.count += len(data)
+        if self.count > self.cap:
+            raise ArchiveRefused("max_bytes", f"unpacks to more than {format_size(self.max_bytes)}")
+        return data
+
+
+class _PutBack:
+    """A stream with `data` put back in front of it (a pax record read once to be checked first)."""
+
+    def __init__(self, data: bytes, f):
+        self.data = data
+        self.f = f
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.data:
+            return self.f.read(n)
+        if n is None or n < 0:
+            out, self.data = self.data + self.f.read(), b""
+            return out
+        out, self.data = self.data[:n], self.data[n:]
+        return out + self.f.read(n - len(out)) if len(out) < n else out
+
+    def tell(self) -> int:
+        return self.f.tell() - len(self.data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """A stricter TarInfo for reading a stream.
+
+    tarfile reads a pax or GNU long-name record whole into memory, so one bigger than any tar writes
+    (HEADER_RECORD_LIMIT), or records adding up to more than RECORD_BUDGET and RECORD_SLACK a header,
+    are refused before; and a pax record holding a run of more than DIGIT_RUN digits too: tarfile
+    before Python 3.11.10/3.12.6 searches it in time quadratic in such runs (CVE-2024-6232), seconds
+    for one record. A header cut short or garbled after the first is, to tarfile, the end of the
+    archive (an upload cut at a member's boundary would run as a smaller project): here the archive
+    is corrupt; only the end-of-archive marker (a zero block) ends it.
+    """
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.EOFHeaderError:
+            raise
+        except tarfile.HeaderError as e:
+            raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
+                                 f"{type(e).__name__}: {e or 'no end-of-archive marker'}") from None
+
+    @classmethod
+    def fromtarfile(cls, tarfile):
+        tarfile._rai_headers = getattr(tarfile, "_rai_headers", 0) + 1
+        return super().fromtarfile(tarfile)
+
+    def _check_record(self, tarfile) -> None:
+        spent = getattr(tarfile, "_rai_record_bytes", 0) + self.size
+        tarfile._rai_record_bytes = spent
+        if self.size > HEADER_RECORD_LIMIT or spent > RECORD_BUDGET + RECORD_SLACK * tarfile._rai_headers:
+            raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
+                                 f"a header record of {self.size} bytes ({spent} bytes of them so far)")
+
+    def _proc_gnulong(self, tarfile):
+        self._check_record(tarfile)
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile):
+        self._check_record(tarfile)
+        f = tarfile.fileobj
+        record = f.read(self._block(self.size))
+        if _DIGIT_RUN.search(record):
+            raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
+                                 f"a pax record with a run of more than {DIGIT_RUN} digits")
+        tarfile.fileobj = _PutBack(record, f)
+        try:
+            return super()._proc_pax(tarfile)
+        finally:
+            tarfile.fileobj = f
+
+
+class ArchiveCheck:
+    """Checks members one by one, in archive order: limits, paths, links, kinds.
+
+    Paths: relative, no `..`, no component over NAME_MAX, none over PATH_MAX, at most max_depth deep.
+    Kinds: regular files, folders, symlinks, hard links; no devices, pipes or sparse files. A symlink
+    must resolve inside the archive's root (through the archive's other symlinks, checked again at the
+    end, when all are known); a hard link must name a file earlier in the archive. `strip_top` drops a
+    leading folder (outputs are archived as `build/...`) before anything is checked; the folder itself
+    is skipped.
+    """
+
+    def __init__(self, limits: ArchiveLimits, strip_top: str | None = None):
+        self.limits = limits
+        self.strip_top = strip_top
+        self.stats = ArchiveStats()
+        self.kinds: dict[str, str] = {}  # normalized name -> "file", "dir", "symlink"
+        self.symlinks: dict[str, str] = {}  # normalized name -> target
+
+    def _parts(self, name: str, member: str) -> list[str]:
+        if name.startswith("/"):
+            raise ArchiveRefused("unsafe", f"holds an absolute path: {_shown(member)}")
+        if ".." in name.split("/"):
+            raise ArchiveRefused("unsafe", f"holds a path that leaves the project: {_shown(member)}")
+        return _strip(name, self.strip_top)
+
+    def member(self, m: tarfile.TarInfo) -> str | None:
+        """Check one member; returns its normalized name, or None for the root folder (skip it)."""
+        parts = self._parts(m.name, m.name)
+        if not parts:
+            if m.isdir():
+                return None
+            raise ArchiveRefused("unsafe", f"holds a {'link' if m.issym() or m.islnk() else 'file'} "
+                                           f"without a name: {_shown(m.name)!r}")
+        name = "/".join(parts)
+        self.stats.members += 1
+        if self.stats.members > self.limits.max_files:
+            raise ArchiveRefused("max_files", f"holds more than {self.limits.max_files} files and folders")
+        if len(parts) > self.limits.max_depth:
+            raise ArchiveRefused("max_depth", f"has a path more than {self.limits.max_depth} levels deep: "
+                                              f"{_shown(name)}")
+        raw = name.encode("utf-8", "surrogateescape")
+        if len(raw) > PATH_MAX:
+            raise ArchiveRefused("unsafe", f"holds a path longer than {PATH_MAX} bytes: {_shown(name)}")
+        if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts):
+            raise ArchiveRefused("unsafe", f"holds a name longer than {NAME_MAX} bytes: {_shown(name)}")
+        for i in range(1, len(parts)):
+            above = self.kinds.get("/".join(parts[:i]))
+            if above == "file":
+                raise ArchiveRefused("unsafe", f"holds {_shown(name)} inside {_shown('/'.join(parts[:i]))}, "
+                                               "which is a file")
+        if m.isreg():
+            if m.sparse is not None or m.type == tarfile.GNUTYPE_SPARSE:
+                raise ArchiveRefused("unsafe", f"holds a sparse file: {_shown(name)}")
+            kind = "file"
+            self.stats.files += 1
+            self.stats.bytes += m.size
+            if self.stats.bytes > self.limits.max_bytes:
+                raise ArchiveRefused("max_bytes", f"unpacks to more than {format_size(self.limits.max_bytes)}")
+        elif m.isdir():
+            kind = "dir"
+        elif m.issym():
+            kind = "symlink"
+            if not m.linkname or m.linkname.startswith("/"):
+                raise self._outside(name, m.linkname)
+            if len(m.linkname.encode("utf-8", "surrogateescape")) > PATH_MAX:
+                raise ArchiveRefused("unsafe", f"holds a link to a path longer than {PATH_MAX} bytes: "
+                                               f"{_shown(name)}")
+        elif m.islnk():
+            kind = "file"
+            target = m.linkname
+            if target.startswith("/") or ".." in target.split("/"):
+                raise self._outside(name, target)
+            parts_to = self._parts(target, target)
+            if self.kinds.get("/".join(parts_to)) != "file":
+                raise ArchiveRefused("unsafe", f"holds a hard link to a file that is not before it in the "
+                                               f"archive: {_shown(name)} -> {_shown(target)}")
+            self.stats.files += 1
+        elif m.ischr() or m.isblk():
+            raise ArchiveRefused("unsafe", f"holds a device file: {_shown(name)}")
+        elif m.isfifo():
+            raise ArchiveRefused("unsafe", f"holds a pipe (FIFO): {_shown(name)}")
+        else:
+            raise ArchiveRefused("unsafe", f"holds {_shown(name)}, which is not a file, a folder or a link "
+                                           f"(tar type {m.type!r})")
+        before = self.kinds.get(name)
+        if before is not None and (before == "symlink" or kind == "symlink"):
+            raise ArchiveRefused("unsafe", f"holds {_shown(name)} twice, once as a link")
+        self.kinds[name] = kind
+        if kind == "symlink":
+            self.symlinks[name] = m.linkname
+            self._check_link(name, m.linkname)
+        return name
+
+    def finish(self) -> ArchiveStats:
+        """After the last member: every symlink checked again, now that all of them are known."""
+        for name, target in self.symlinks.items():
+            self._check_link(name, target)
+        return self.stats
+
+    def _outside(self, name: str, target: str) -> ArchiveRefused:
+        return ArchiveRefused("unsafe", f"holds a link to outside the project: {_shown(name)} -> {_shown(target)}")
+
+    def _check_link(self, name: str, target: str) -> None:
+        parent = name.split("/")[:-1]
+        if self._resolve(parent + target.split("/"), name) is None:
+            raise self._outside(name, target)
+
+    def _resolve(self, parts: list[str], link: str) -> list[str] | None:
+        """Where `link`'s target lands, following the archive's symlinks; None when it leaves the root."""
+        done: list[str] = []
+        todo = list(reversed(parts))
+        hops = 0
+        while todo:
+            p = todo.pop()
+            if p in ("", "."):
+                continue
+            if p == "..":
+                if not done:
+                    return None
+                done.pop()
+                continue
+            done.append(p)
+            target = self.symlinks.get("/".join(done))
+            if target is not None:
+                hops += 1
+                if target.startswith("/"):
+                    return None
+                if hops > LINK_HOPS:
+                    raise ArchiveRefused("unsafe", f"holds links that loop (or chain more than {LINK_HOPS} "
+                                                   f"deep): {_shown(link)} -> {_shown(self.symlinks[link])}")
+                done.pop()
+                todo.extend(reversed(target.split("/")))
+        return done
+
+
+def _walk_checked(src: Path, limits: ArchiveLimits, on_member, strip_top: str | None = None) -> ArchiveStats:
+    """Call `on_member(member, normalized name, tar)` for each member of the tar.zst `src` that passes
+    `ArchiveCheck`, as the stream decompresses; `on_member` reads a regular member's data with
+    `tar.extractfile(member)` if it wants it. Raises ArchiveRefused, also after the last member.
+    """
+    check = ArchiveCheck(limits, strip_top)
     try:
-        with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
-            with tarfile.open(fileobj=zr, mode="r|") as tar:
-                for member in tar:
-                    if strip_top:
-                        parts = Path(member.name).parts
-                        if parts and parts[0] == strip_top:
-                            parts = parts[1:]
-                        if not parts:
-                            continue
-                        member.name = str(Path(*parts))
-                    tar.extract(member, dest, filter="data")
-                    if member.isfile():
-                        count += 1
-    except (tarfile.TarError, zstandard.ZstdError) as e:
-        raise UserError(f"the archive {archive.name} is damaged or unsafe: {e}") from None
-    return count
+        with open(src, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
+            stream = _CappedStream(zr, limits.max_bytes + STREAM_SLACK, limits.max_bytes)
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedTarInfo,
+                              bufsize=READ_CHUNK) as tar:
+                for m in tar:
+                    name = check.member(m)
+                    stream.cap = limits.max_bytes + STREAM_SLACK + MEMBER_SLACK * check.stats.members
+                    if name is not None:
+                        on_member(m, name, tar)
+                    tar.members.clear()  # tarfile keeps every member it read; a stream needs none of them
+        return check.finish()
+    except tarfile.FilterError as e:  # from on_member's extract: what is already in the destination
+        raise ArchiveRefused("unsafe", f"cannot be unpacked here safely: {e}") from None
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, RecursionError, UnicodeError) as e:
+        raise ArchiveRefused("corrupt", "is not a valid tar.zst archive", f"{type(e).__name__}: {e}") from None
+
+
+def _copy(f, out) -> None:
+    while chunk := f.read(COPY_CHUNK):
+        if out is not None:
+            out.write(chunk)
+
+
+def check_archive(src: Path, limits: ArchiveLimits, strip_top: str | None = None) -> ArchiveStats:
+    """Walk the tar.zst `src` through `ArchiveCheck`, decompressing it all but writing nothing."""
+
+    def read(m, _name, tar):
+        if m.isreg():
+            _copy(tar.extractfile(m), None)
+
+    return _walk_checked(src, limits, read, strip_top)
+
+
+def _link_name(name: str, strip_top: str | None = None) -> str:
+    return "/".join(_strip(name, strip_top))
+
+
+def unpack_checked(src: Path, dest: Path, limits: ArchiveLimits) -> ArchiveStats:
+    """Decompress the project upload `src` into the plain tar `dest` (what the container engine takes).
+
+    `dest` is written anew from the members `ArchiveCheck` passed (normalized names, plain kinds,
+    permission bits only), so the engine gets exactly what was checked. On ArchiveRefused `dest`
+    holds what was written until then, never much more than `limits.max_bytes`: the caller removes it.
+    """
+
+    def write(m, name, tar):
+        info = tarfile.TarInfo(name)
+        info.mode = m.mode & 0o777
+        info.mtime = max(int(m.mtime or 0), 0)
+        info.uid, info.gid, info.uname, info.gname = m.uid, m.gid, m.uname, m.gname
+        if m.isreg():
+            info.type, info.size = tarfile.REGTYPE, m.size
+            out.addfile(info, tar.extractfile(m))
+            return
+        info.type = m.type
+        if m.issym():
+            info.linkname = m.linkname
+        elif m.islnk():
+            info.linkname = _link_name(m.linkname)
+        out.addfile(info)
+
+    with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as out:
+        return _walk_checked(src, limits, write)
+
+
+def unpack(archive: Path, dest: Path, strip_top: str | None = None, limits: ArchiveLimits | None = None) -> int:
+    """Extract a tar.zst into `dest` safely; returns files written.
+
+    The whole archive is checked first, writing nothing (`ArchiveCheck` with `limits`, by default rai
+    get's: no absolute paths, no `..`, no link leading outside, at most max_bytes, max_files,
+    max_depth), then extracted with tarfile's "data" filter, which also refuses what is already in
+    `dest` (a link there leading out). `strip_top` drops a leading folder name (outputs are archived
+    as `build/...`).
+    """
+    limits = limits or ArchiveLimits()
+    written = 0
+
+    def extract(m, name, tar):
+        nonlocal written
+        m.name = name
+        if m.islnk():
+            m.linkname = _link_name(m.linkname, strip_top)
+        tar.extract(m, dest, filter="data")
+        if m.isreg() or m.islnk():
+            written += 1
+
+    try:
+        check_archive(archive, limits, strip_top)
+        dest.mkdir(parents=True, exist_ok=True)
+        _walk_checked(archive, limits, extract, strip_top)
+    except ArchiveRefused as e:
+        if e.kind in ("max_bytes", "max_files", "max_depth"):
+            raise UserError(f"the archive {archive.name} is too big to unpack: it {e.reason}",
+                            hint=f"rai get unpacks at most {format_size(limits.max_bytes)}, "
+                                 f"{limits.max_files} files and folders, {limits.max_depth} levels deep") from None
+        raise UserError(f"the archive {archive.name} is damaged or unsafe: it {e.reason}"
+                        + (f" ({e.detail})" if e.detail else "")) from None
+    except OSError as e:
+        raise UserError(f"cannot unpack {archive.name} into {dest}: {e.strerror or e}") from None
+    return written
+
+
+def _strip(name: str, strip_top: str | None) -> list[str]:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if strip_top and parts and parts[0] == strip_top:
+        parts = parts[1:]
+    return parts
+
+
+def upload_refusal(e: ArchiveRefused) -> str:
+    """What the submitter reads when raid does not unpack their project upload."""
+    if e.kind == "corrupt":
+        return "refused: the upload is not a valid tar.zst archive; submit again with rai"
+    if e.kind == "unsafe":
+        return f"refused: your archive {e.reason}; leave it out of the project (or with .raiignore) and submit again"
+    setting, hint = {
+        "max_bytes": ("docker.upload_limit", "leave large data out with .raiignore"),
+        "max_files": ("docker.max_files", "leave generated files out with .raiignore"),
+        "max_depth": ("docker.max_depth", "leave deep folders out with .raiignore"),
+    }[e.kind]
+    return f"refused: the project {e.reason} ({setting}); {hint}"

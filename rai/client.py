@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rai import __version__
 from rai.api import ServerAPI
-from rai.archive import pack_directory, unpack
+from rai.archive import ArchiveLimits, pack_directory, unpack
 from rai.backends.store import upload_key
 from rai.config import Config
 from rai.errors import UserError
@@ -145,12 +145,17 @@ class Client:
         params = {"limit": limit} if what == "history" else {"project": project, "kind": kind, "limit": limit}
         return ANSWERS[what].model_validate(self.api.get(f"/v1/{what}", **params))
 
-    def download_outputs(self, job_id: str, dest: Path) -> int:
-        """Unpack the job's `/build` folder into `dest`; returns the number of files."""
+    def download_outputs(self, job_id: str, dest: Path, limits: ArchiveLimits | None = None) -> int:
+        """Unpack the job's `/build` folder into `dest`; returns the number of files.
+
+        A job can write anything to /build: the archive is checked whole before anything is written
+        (`limits`, by default 8 GiB, a million files and folders, 128 levels deep; nothing outside
+        `dest`), and a refusal is a UserError.
+        """
         with tempfile.TemporaryDirectory(prefix="rai-get-") as tmp:
             archive = Path(tmp) / "build.tar.zst"
             self.api.download(job_path(job_id, "/outputs"), archive)
-            return unpack(archive, Path(dest), strip_top="build")
+            return unpack(archive, Path(dest), strip_top="build", limits=limits)
 
 
 def _chunks(path: Path, total: int, progress: Callable[[int, int], None] | None) -> Iterator[bytes]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rai.archive import file_sha256, tar_to_zstd, zstd_to_tar
+from rai.archive import ArchiveLimits, ArchiveRefused, file_sha256, tar_to_zstd, unpack_checked, upload_refusal
 from rai.backends import Backends
 from rai.backends.queue import ClaimedJob
 from rai.backends.redis_logs import LogWriter
@@ -258,7 +258,14 @@ class JobRunner:
             if file_sha256(upload) != req.upload_sha256:
                 raise Refused("refused: the uploaded archive does not match the signed request")
             source_tar = tmpdir / "src.tar"
-            zstd_to_tar(upload, source_tar)
+            docker = self.cfg.docker
+            try:  # caps checked as it decompresses: a few KiB of zstd can unpack to terabytes
+                unpack_checked(upload, source_tar, ArchiveLimits(docker.upload_limit, docker.max_files,
+                                                                 docker.max_depth))
+            except ArchiveRefused as e:
+                log.info("job %s: upload refused: %s %s", req.job_id, e.reason, e.detail)
+                source_tar.unlink(missing_ok=True)  # the TemporaryDirectory goes too; no need to wait for it
+                raise Refused(upload_refusal(e)) from None
             if ranked is not None:
                 ranked.check_source(source_tar)
             self.executor.ensure_image(spec.rai.image, writer)
