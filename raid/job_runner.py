@@ -16,7 +16,7 @@ from rai.backends import Backends
 from rai.backends.queue import ClaimedJob
 from rai.backends.redis_logs import LogWriter
 from rai.backends.store import output_key
-from rai.errors import NotFound, UserError
+from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
@@ -98,11 +98,17 @@ class JobRunner:
             end = JobEnd(state=JobState.error, message=e.message)
         except Refused as e:
             end = JobEnd(state=JobState.refused, message=str(e))
+        except ServiceUnavailable as e:  # its words name sockets, hosts and ports: the operator's, not the student's
+            log.error("job %s: %s", req.job_id, e)
+            end = JobEnd(state=JobState.error, message=f"a service on node {self.node} stopped answering; "
+                         f"submit again later (your course staff find the details under job {req.job_id})")
         except UserError as e:
             end = JobEnd(state=JobState.error, message=e.message)
         except Exception as e:  # raid's own failure must still end the job with a reason
             log.exception("job %s failed inside raid", req.job_id)
-            end = JobEnd(state=JobState.error, message=f"internal error on node {self.node}: {e}")
+            # what broke (paths, an engine's words) is for the operator; the student reads where to find it
+            end = JobEnd(state=JobState.error, message=f"internal error on node {self.node} ({type(e).__name__}); "
+                         f"your course staff find the details in the node's log under job {req.job_id}")
         finally:
             stop_keepalive.set()
         if handed_back:
@@ -293,7 +299,8 @@ class JobRunner:
                 if result.output_truncated:
                     end.message += f" (outputs truncated at {format_size(self.cfg.docker.output_limit)})"
             if ranked is not None:
-                end.message += "; " + ranked.record_result(result.state, build_tar)
+                end.message += "; " + ranked.finish(result.state, build_tar, self.executor, run_spec, writer,
+                                                    lambda: self._cancel_reason(req.job_id))
             return spec, end
 
     def _work_dir(self) -> str:
