@@ -17,7 +17,7 @@ from rai.config import Config
 from rai.models import utcnow
 from raid.executor import Executor
 from raid.heartbeat import Heartbeat, gpu_stats
-from raid.job_runner import JobRunner
+from raid.job_runner import JobRunner, remove_left_work
 from raid.ranking import RankedSubmissions
 
 log = logging.getLogger("raid")
@@ -59,6 +59,9 @@ class Daemon:
         removed = self.executor.remove_leftovers({"rai.node": self.node})
         if removed:
             log.warning("removed %d containers left by a previous run of this node", removed)
+        left = remove_left_work(self.config, self.node)
+        if left:
+            log.warning("removed %d work folders left by a previous run of this node", left)
         self.heartbeat.start()
         self.submissions.publish()
         for slot in range(self.capacity):

@@ -304,7 +304,7 @@ class JobRunner:
             return spec, end
 
     def _work_dir(self) -> str:
-        path = self.cfg.raid.work_path()
+        path = node_work_dir(self.cfg, self.node)
         path.mkdir(parents=True, exist_ok=True)
         return str(path)
 
@@ -331,3 +331,20 @@ class JobRunner:
                 writer.close()
                 self.b.logs.expire(req.job_id, self.cfg.pubsub.retention)
         log.info("job %s %s exit=%s %.2fs", req.job_id, end.state.value, end.exit_code, end.duration)
+
+
+def node_work_dir(cfg, node: str) -> Path:
+    """This node's own scratch folder under raid.work_dir (nodes may share work_dir; each cleans only its own)."""
+    return cfg.raid.work_path() / node
+
+
+def remove_left_work(cfg, node: str) -> int:
+    """Remove the work folders a killed run of this node left (kill -9 mid-job); returns how many."""
+    import shutil
+
+    folder = node_work_dir(cfg, node)
+    removed = 0
+    for left in folder.glob("rai-*") if folder.is_dir() else []:
+        shutil.rmtree(left, ignore_errors=True)
+        removed += 1
+    return removed

@@ -125,8 +125,11 @@ def test_kill_9_of_raid_mid_job_the_job_completes_after_restart(rai_env):
     wait_for(lambda: status(env, ada, job_id)["state"] == "running", 30, what="the job to run")
     env.raid.send_signal(signal.SIGKILL)
     env.raid.wait(10)
+    work = env.tmp / "work" / env.node
+    assert [p.name for p in work.iterdir() if p.name.startswith(f"rai-{job_id}-")], "the killed run left its folder"
     env.start_raid(workers=1)
     wait_for(lambda: status(env, ada, job_id)["state"] == "succeeded", 60, what="the job to complete after restart")
+    assert list(work.iterdir()) == []  # the left folder removed at start, the new attempt's at its end
     logs = env.rai(ada, "logs", job_id).stdout
     assert logs.count("finished") == 1
     client = env.backends
