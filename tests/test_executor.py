@@ -328,3 +328,31 @@ def test_a_fork_bomb_ends_with_the_process_limit_named_and_leaves_nothing(job, e
     assert "hit the process limit of 64" in result.message, result.message
     again, sink, _ = job(["echo next job"])  # the node serves the next job at once
     assert again.state == JobState.succeeded and sink.text() == "next job\n"
+
+
+class CountingSink:
+    def __init__(self):
+        self.bytes = 0
+        self.statuses: list[str] = []
+
+    def output(self, kind: str, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)
+
+
+def test_an_output_flood_ends_on_its_time_limit_and_its_container_is_removed(executor, test_image, tmp_path):
+    source = make_tar(tmp_path / "src.tar", {"x": b"x"})
+    job_id = "flood" + secrets.token_hex(4)
+    spec = RunSpec(job_id=job_id, image=test_image, commands=["yes flood-flood-flood"], env={}, source_tar=source,
+                   labels={"rai.node": "test-executor"}, time_limit=3)
+    sink = CountingSink()
+    result = executor.run(spec, sink, lambda: None, tmp_path / "build.tar")
+    assert result.state == JobState.timeout and sink.bytes > 1_000_000
+    assert executor.client.containers.list(all=True, filters={"label": f"rai.job={job_id}"}) == []
+    out = RecordingSink()  # and the next job runs at once
+    nxt = RunSpec(job_id="after" + secrets.token_hex(4), image=test_image, commands=["echo next"], env={},
+                  source_tar=source, labels={"rai.node": "test-executor"})
+    assert executor.run(nxt, out, lambda: None, tmp_path / "b2.tar").state == JobState.succeeded
+    assert out.text() == "next\n"
