@@ -36,7 +36,7 @@ from rai.config import DockerConfig
 from rai.errors import ServiceUnavailable, UserError
 from rai.models import JobState
 from raid.container_output import OutputDemux, TarUpload, copy_build_archive
-from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text
+from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text, token_tar
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,7 @@ class Executor:
             raise
         try:
             container.put_archive("/", _dirs_tar())
+            container.put_archive("/", token_tar(token_hex))
             try:
                 with upload:
                     container.put_archive("/src", upload)
@@ -278,7 +279,7 @@ class Executor:
                     "RAI_JOB_ID": spec.job_id})
         kwargs: dict = dict(
             entrypoint=["/bin/sh"],
-            command=["-c", job_script(spec.commands, token_hex)],
+            command=["-c", job_script(spec.commands)],  # the token goes in a file, not on the command line
             name=f"rai-{spec.job_id}-{token_hex[:6]}",
             environment=env,
             labels={**spec.labels, "rai.job": spec.job_id},

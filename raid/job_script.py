@@ -8,6 +8,11 @@ either stream has arrived once both end markers are read. Before its end markers
 of the container) kills every other process in it, so nothing the commands left running in the
 background can change /build after they ended. Then it holds the container (sleeps) until raid has
 copied /build and removes it.
+
+The token is not in the script (which is the container's command line, readable by the job in
+/proc/1/cmdline): raid puts it in TOKEN_FILE before the container starts, and the script reads it
+into an unexported shell variable and deletes the file before the first command runs, so no
+command sees it in a file, an argument or its environment.
 """
 
 from __future__ import annotations
@@ -23,15 +28,32 @@ log = logging.getLogger(__name__)
 
 # A marker line is MARK_PREFIX + token_hex + " " + words + "\n"; \037 never recurs in the token.
 MARK_PREFIX = "\x1frai-"
+TOKEN_FILE = "/.rai-token"  # holds the marker token until the script has read it
 
 
 def marker_token(token_hex: str) -> bytes:
     return f"{MARK_PREFIX}{token_hex} ".encode()
 
 
-def job_script(commands: list[str], token_hex: str) -> str:
+def token_tar(token_hex: str) -> bytes:
+    """A tar holding TOKEN_FILE (readable by root only), put into the container before it starts."""
+    import io
+    import tarfile
+
+    data = (token_hex + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo(TOKEN_FILE.lstrip("/"))
+        info.size, info.mode, info.mtime = len(data), 0o400, int(time.time())
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def job_script(commands: list[str]) -> str:
     lines = [
-        f"_rai_m() {{ printf '\\037rai-{token_hex} %s\\n' \"$*\"; }}",
+        f"read -r _rai_t < {TOKEN_FILE}; rm -f {TOKEN_FILE}",  # the token, gone from the file system
+        "[ -n \"$_rai_t\" ] || { echo 'rai: the job could not start (no marker token)' >&2; exit 125; }",
+        "_rai_m() { printf '\\037rai-%s %s\\n' \"$_rai_t\" \"$*\"; }",
         "_rai_oom() { for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
         "if [ -r \"$f\" ]; then while read -r k v; do if [ \"$k\" = oom_kill ]; then echo \"$v\"; return 0; fi; "
         "done < \"$f\"; fi; done; echo -; }",

@@ -17,7 +17,7 @@ from rai.errors import ServiceUnavailable
 from rai.models import JobState
 from raid.container_output import OutputDemux
 from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
-from raid.job_script import job_script, marker_token
+from raid.job_script import job_script, marker_token, token_tar
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,8 +138,19 @@ def test_demux_finds_markers_split_across_frames():
     assert [m for m in markers if m[0] == "stdout"] == [("stdout", ["step", "2"]), ("stdout", ["end", "2", "3", "0"])]
 
 
+def test_no_command_can_read_the_marker_token_or_fake_the_end(job):
+    """The token is in no file, argument or environment a command can read: a job that looks for it finds
+    nothing, and a forged end marker with a guessed token is just output."""
+    look = ("cat /proc/1/cmdline /proc/1/environ /.rai-token 2>/dev/null | tr '\\000' '\\n' | "
+            "grep -o 'rai-[0-9a-f]\\{32\\}' || echo no-token-found")
+    fake = "printf '\\037rai-%s end 0 0 -\\n' 0123456789abcdef0123456789abcdef; echo still-running"
+    result, sink, _ = job([look, fake, "exit 4"])
+    assert "no-token-found" in sink.text()
+    assert "still-running" in sink.text() and result.state == JobState.failed and result.exit_code == 4
+
+
 def test_job_script_quotes_commands():
-    script = job_script(["echo 'a b' \"$HOME\"; exit 3"], "ab" * 16)
+    script = job_script(["echo 'a b' \"$HOME\"; exit 3"])
     assert "/bin/sh -c 'echo '\"'\"'a b'\"'\"' \"$HOME\"; exit 3'" in script
 
 
@@ -302,12 +313,13 @@ def test_nothing_the_commands_leave_running_outlives_them(executor, test_image):
     token = secrets.token_hex(16)
     loop = "sh -c 'while true; do echo forged > /build/result.json; sleep 0.01; done' >/dev/null 2>&1 &"
     container = executor.client.containers.create(
-        test_image, entrypoint=["/bin/sh"], command=["-c", job_script([loop, "sleep 0.3", "true"], token)],
+        test_image, entrypoint=["/bin/sh"], command=["-c", job_script([loop, "sleep 0.3", "true"])],
         network_mode="none", labels={"rai.node": "test-executor"},
         ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
                  docker.types.Ulimit(name="nproc", soft=4096, hard=4096)])
     try:
         container.put_archive("/", _dirs_tar())
+        container.put_archive("/", token_tar(token))
         container.start()
         deadline = time.monotonic() + 30
         while marker_token(token) + b"eof" not in container.logs(stdout=False, stderr=True):
