@@ -112,6 +112,8 @@ class Daemon:
             self.hand_back.set()
         for t in self._threads:
             t.join(timeout=30)
+        if not self.executor.wait_removals(30):
+            log.warning("some containers of ended jobs are not removed yet; the next start removes them")
         self.heartbeat.stop()
 
     def serve(self) -> int:

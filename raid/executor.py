@@ -18,9 +18,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import secrets
 import select
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,8 +91,9 @@ class OutputSink(Protocol):
     def status(self, text: str) -> None: ...  # "$ make", "pulling image ..."
 
 
-def _dirs_tar() -> bytes:
-    """A tar of the empty /src and /build folders, uploaded before the project (no record padding)."""
+def _dirs_tar(token_hex: str | None = None) -> bytes:
+    """A tar of the empty /src and /build folders (and the marker token's file), uploaded before the
+    project in one call (no record padding)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         for name, mode in (("src", 0o755), ("build", 0o777)):
@@ -99,6 +102,10 @@ def _dirs_tar() -> bytes:
             ti.mode = mode
             ti.mtime = int(time.time())
             t.addfile(ti)
+        if token_hex is not None:
+            with tarfile.open(fileobj=io.BytesIO(token_tar(token_hex))) as token:
+                member = token.next()
+                t.addfile(member, token.extractfile(member))
         end = t.offset + 1024  # the two zero blocks that end the archive
     return buf.getvalue()[:end]
 
@@ -107,6 +114,11 @@ class Executor:
     def __init__(self, client: docker.DockerClient, gpu_driver: str = "nvidia"):
         self.client = client
         self.gpu_driver = gpu_driver
+        # Containers are removed by a thread of their own once their job's result is known: removing one
+        # takes Podman 0.3-0.8 s (more after a big output), which the job's end no longer waits for.
+        self._removals: queue.Queue = queue.Queue()
+        self._remover: threading.Thread | None = None
+        self._remover_lock = threading.Lock()
 
     # --- engine -------------------------------------------------------------------------------
 
@@ -193,7 +205,8 @@ class Executor:
 
     def run(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
             build_archive: Path) -> RunResult:
-        """Run the job to its end; the container is removed before this returns, also on exceptions.
+        """Run the job to its end; its container is handed to the remover thread before this returns, also on
+        exceptions (`wait_removals` waits for it).
 
         `should_cancel` is polled every 0.2 s; a reason it returns ends the job as cancelled with that
         reason as the message. /build is written to `build_archive` as a plain tar (left absent when
@@ -225,8 +238,7 @@ class Executor:
             upload.close()
             raise
         try:
-            container.put_archive("/", _dirs_tar())
-            container.put_archive("/", token_tar(token_hex))
+            container.put_archive("/", _dirs_tar(token_hex))
             try:
                 with upload:
                     container.put_archive("/src", upload)
@@ -252,7 +264,31 @@ class Executor:
                     sock.close()
                 except OSError:
                     pass
-            self._remove(container, spec.job_id)
+            self._remove_later(container, spec.job_id)
+
+    def _remove_later(self, container, job_id: str) -> None:
+        with self._remover_lock:
+            if self._remover is None or not self._remover.is_alive():
+                self._remover = threading.Thread(target=self._remove_queued, name="container-remover", daemon=True)
+                self._remover.start()
+        self._removals.put((container, job_id))
+
+    def _remove_queued(self) -> None:
+        while True:
+            container, job_id = self._removals.get()
+            try:
+                self._remove(container, job_id)
+            finally:
+                self._removals.task_done()
+
+    def wait_removals(self, timeout: float = 60.0) -> bool:
+        """Wait until every finished job's container is removed (raid's stop, tests); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._removals.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _remove(self, container, job_id: str) -> None:
         """Remove the container, retrying: after an output flood Podman may answer 500 ("timed out waiting

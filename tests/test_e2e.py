@@ -136,8 +136,8 @@ def test_kill_9_of_raid_mid_job_the_job_completes_after_restart(rai_env):
     import docker
 
     d = docker.DockerClient(base_url=env.settings["docker"]["base_url"])
-    leftovers = d.containers.list(all=True, filters={"label": f"rai.node={env.node}"})
-    assert leftovers == []
+    wait_for(lambda: d.containers.list(all=True, filters={"label": f"rai.node={env.node}"}) == [], 30,
+             what="every container of the node removed (the killed run's at restart, the job's after its end)")
     assert client.db.get_job(job_id).attempts == 2
 
 

@@ -73,6 +73,7 @@ def job(tmp_path, test_image, executor):
         sink = RecordingSink()
         archive = tmp_path / f"{job_id}-build.tar"
         result = executor.run(spec, sink, should_cancel, archive)
+        assert executor.wait_removals(30)
         remaining = executor.client.containers.list(all=True, filters={"label": f"rai.job={job_id}"})
         assert remaining == [], "the container must be removed"
         return result, sink, archive
@@ -362,6 +363,7 @@ def test_an_output_flood_ends_on_its_time_limit_and_its_container_is_removed(exe
     sink = CountingSink()
     result = executor.run(spec, sink, lambda: None, tmp_path / "build.tar")
     assert result.state == JobState.timeout and sink.bytes > 1_000_000
+    assert executor.wait_removals(60)
     assert executor.client.containers.list(all=True, filters={"label": f"rai.job={job_id}"}) == []
     out = RecordingSink()  # and the next job runs at once
     nxt = RunSpec(job_id="after" + secrets.token_hex(4), image=test_image, commands=["echo next"], env={},

@@ -128,8 +128,9 @@ def test_the_staffs_checker_runs_in_a_fresh_container_and_only_its_result_counts
     assert "chk/forger: timing.op_time = 2, not ranked: correctness" in records[forger].message
     entries = {e.job_id: e for e in env.backends.db.list_rankings("chk", "forger")}
     assert entries[forger].value == 2 and not entries[forger].valid  # the checker's numbers, not the forgery's
-    left = docker.DockerClient(base_url=PODMAN).containers.list(all=True)
-    assert not any(c.labels.get("rai.job") in (honest, forger) for c in left)  # both containers of each removed
+    wait_for(lambda: not any(c.labels.get("rai.job") in (honest, forger)  # both containers of each removed
+                             for c in docker.DockerClient(base_url=PODMAN).containers.list(all=True)),
+             30, what="the jobs' containers removed")
 
 
 def finish(env: RaiEnv, *job_ids: str) -> dict:
