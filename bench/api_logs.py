@@ -33,7 +33,7 @@ import httpx
 import psutil
 from harness import Installation
 
-from rai.backends.redis_logs import LogWriter
+from rai.backends.log_writer import LogWriter
 from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
 from rai.profile import load_profile
 from rai.signing import EMPTY_SHA256, authorization_headers

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from rai.archive import ArchiveLimits, ArchiveRefused, file_sha256, tar_to_zstd, unpack_checked, upload_refusal
 from rai.backends import Backends
+from rai.backends.log_writer import LogWriter
 from rai.backends.queue import ClaimedJob
-from rai.backends.redis_logs import LogWriter
 from rai.backends.store import output_key
 from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow

@@ -13,7 +13,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rai.backends.redis_logs import HELD_ALIGN, LogWriter, RedisLogStream
+from rai.backends.log_writer import HELD_ALIGN, LogWriter
+from rai.backends.redis_logs import RedisLogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, JobState, LogKind
 from tests.fixtures.redis import start_redis

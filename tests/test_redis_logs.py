@@ -11,7 +11,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rai.backends.redis_logs import LogWriter, RedisLogStream
+from rai.backends.log_writer import LogWriter
+from rai.backends.redis_logs import RedisLogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, JobState, LogEntry, LogKind
 from tests.fixtures.redis import start_redis, wait_until
