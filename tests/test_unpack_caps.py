@@ -373,4 +373,4 @@ def test_a_project_that_unpacks_past_upload_limit_is_refused_by_raid_and_leaves_
     r = env.rai(ada, "submit", "-p", str(ok))
     assert r.returncode == 0, r.stderr + env.raid_output()[-2000:]
     assert "fine after the bomb" in r.stdout
-    assert list(work.iterdir()) == []
+    assert list(work.rglob("rai-*")) == []
