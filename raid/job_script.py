@@ -60,12 +60,14 @@ def job_script(commands: list[str]) -> str:
         # PID 1 kills every other process of the container (SIGKILL to -1 spares the caller), until none is left
         "_rai_reap() { [ \"$$\" -eq 1 ] || return 0; _rai_n=0; while [ $_rai_n -lt 50 ]; do kill -9 -1 2>/dev/null "
         "|| return 0; wait 2>/dev/null; _rai_n=$((_rai_n+1)); done; }",
-        "_rai_end() { _rai_reap; _rai_m end \"$1\" \"$2\" \"$(_rai_oom)\"; _rai_m eof >&2; "
+        "_rai_end() { trap - EXIT; _rai_reap; _rai_m end \"$1\" \"$2\" \"$(_rai_oom)\"; _rai_m eof >&2; "
         "exec >/dev/null 2>&1 </dev/null; sleep 2147483647; exit \"$2\"; }",
+        # the shell itself dies on an error it cannot survive (no fork at the process limit): end it cleanly still
+        "_rai_s=0; trap '_rai_end \"$_rai_s\" \"$?\"' EXIT",
         "cd /build || _rai_end 0 125",
     ]
     for i, cmd in enumerate(commands, 1):
-        lines.append(f"_rai_m step {i}")
+        lines.append(f"_rai_s={i}; _rai_m step {i}")
         lines.append(f"/bin/sh -c {shlex.quote(cmd)}")
         lines.append(f"_rai_rc=$?; [ \"$_rai_rc\" -eq 0 ] || _rai_end {i} \"$_rai_rc\"")
     lines.append("_rai_end 0 0")
