@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
 import re
 import tarfile
 from collections.abc import Iterable
@@ -23,12 +22,6 @@ from rai.units import format_size
 IGNORE_FILE = ".raiignore"
 ALWAYS_IGNORED = (".rai_profile", "*.rai_profile")
 
-
-@dataclass
-class PackResult:
-    sha256: str
-    size: int
-    files: int
 
 
 class IgnoreRules:
@@ -66,60 +59,6 @@ class IgnoreRules:
                 result = not negate
         return result
 
-
-def _walk(directory: Path, rules: IgnoreRules, exclude: set[Path]):
-    for root, dirs, files in os.walk(directory):
-        root_path = Path(root)
-        rel_root = root_path.relative_to(directory).as_posix()
-        keep_dirs = []
-        for d in sorted(dirs):
-            rel = d if rel_root == "." else f"{rel_root}/{d}"
-            if not rules.ignored(rel, True):
-                keep_dirs.append(d)
-                yield root_path / d, rel
-        dirs[:] = keep_dirs
-        for f in sorted(files):
-            rel = f if rel_root == "." else f"{rel_root}/{f}"
-            path = root_path / f
-            if rules.ignored(rel, False) or path.resolve() in exclude:
-                continue
-            yield path, rel
-
-
-class _HashingWriter:
-    def __init__(self, f):
-        self.f = f
-        self.h = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:
-        self.h.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-
-def pack_directory(directory: Path, dest: Path, exclude: Iterable[Path] = (), level: int = 3) -> PackResult:
-    """Write `directory` as a tar.zst to `dest`; paths in `exclude` (e.g. the profile) are left out."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"{directory} is not a directory", hint="pass the project folder with -p DIR")
-    excluded = {Path(p).resolve() for p in exclude}
-    rules = IgnoreRules.for_project(directory)
-    files = 0
-    with open(dest, "wb") as raw:
-        hw = _HashingWriter(raw)
-        with zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(hw, closefd=False) as zw:
-            with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for path, rel in _walk(directory, rules, excluded):
-                    try:
-                        tar.add(path, arcname=rel, recursive=False)
-                    except OSError as e:
-                        raise UserError(f"cannot read {path}: {e.strerror}") from None
-                    if path.is_file():
-                        files += 1
-    if files == 0:
-        raise UserError(f"{directory} has no files to upload (everything is empty or ignored by .raiignore)")
-    return PackResult(hw.h.hexdigest(), hw.size, files)
 
 
 def file_sha256(path: Path) -> str:

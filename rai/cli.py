@@ -7,23 +7,33 @@ refused), 2 bad input, 3 a service does not answer, 4 not found, 5 credentials r
 
 from __future__ import annotations
 
-import json
+import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from rai import __version__
 from rai.cli_ranking import COMMANDS as RANKING_COMMANDS
 from rai.cli_support import run_cli
-from rai.client import Client
-from rai.config import load_config
-from rai.models import JobEnd, JobRecord, JobState, LogKind
-from rai.profile import load_profile, profile_path
-from rai.units import format_duration, plural
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # piped or redirected: whole lines, never cut
+# Start-up is part of every command: `rai --help`, `rai version` and `rai whoami` load click and (whoami)
+# the YAML profile only. rich, httpx, pydantic and the client's modules are imported by the commands that use
+# them; tests/test_client_startup.py holds that line.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rai.client import Client
+    from rai.models import JobEnd, JobRecord
+
+
+@functools.cache
+def err() -> Console:
+    """Messages to stderr; piped or redirected: whole lines, never cut."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Context:
@@ -32,11 +42,17 @@ class Context:
         self.profile_arg = profile
 
     def client(self) -> Client:
+        from rai.client import Client
+        from rai.config import load_config
+        from rai.profile import load_profile
+
         return Client(load_config(self.config_path), load_profile(self.profile_arg))
 
 
 def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> JobEnd | None:
     """Write a job's log entries as they come; returns its end, or None when the log stopped early."""
+    from rai.models import LogKind
+
     out = out or sys.stdout
     errs = errs or sys.stderr
     for entry in entries:
@@ -48,23 +64,26 @@ def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> J
             errs.flush()
         elif entry.kind == LogKind.status:
             if not quiet_status:
-                err.print(f"[dim]» {entry.body}[/dim]")
+                err().print(f"[dim]» {entry.body}[/dim]")
         elif entry.kind == LogKind.end:
             return entry.end
     return None
 
 
 def print_summary(job_id: str, end: JobEnd) -> None:
+    from rai.models import JobState
+    from rai.units import format_duration
+
     ok = end.state == JobState.succeeded
     colour = "green" if ok else "red"
     code = "-" if end.exit_code is None else str(end.exit_code)
-    err.print(
+    err().print(
         f"[bold {colour}]{end.state.value}[/] job {job_id}  exit {code}  {format_duration(end.duration)}"
         + (f"\n  {end.message}" if end.message else "")
     )
     if end.output_key:
         link = end.output_url if (end.output_url or "").startswith(("https://", "http://")) else None
-        err.print(f"  outputs: {link or 'kept on the server'}  (fetch with `rai get {job_id} -o DIR`)")
+        err().print(f"  outputs: {link or 'kept on the server'}  (fetch with `rai get {job_id} -o DIR`)")
 
 
 class UploadBar:
@@ -83,7 +102,7 @@ class UploadBar:
             from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
             self.progress = Progress("[dim]» uploading[/dim]", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                                     TimeRemainingColumn(), console=err, transient=True)
+                                     TimeRemainingColumn(), console=err(), transient=True)
             self.progress.start()
             self.task = self.progress.add_task("upload", total=total)
         self.progress.advance(self.task, n)
@@ -94,6 +113,8 @@ class UploadBar:
 
 
 def place_text(position: tuple[int, int] | None) -> str:
+    from rai.units import plural
+
     if position is None:
         return "not known"
     ahead, waiting = position
@@ -103,24 +124,26 @@ def place_text(position: tuple[int, int] | None) -> str:
 
 
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None, queue: str | None = None) -> int:
+    from rai.models import JobState
+
     def on_wait(position: tuple[int, int]) -> None:  # the server says it when the place changes
-        err.print(f"[dim]» waiting{f' on {queue}' if queue else ''}: {place_text(position)}[/dim]")
+        err().print(f"[dim]» waiting{f' on {queue}' if queue else ''}: {place_text(position)}[/dim]")
 
     def on_gap(text: str) -> None:
-        err.print(f"[yellow]» {text}[/]")
+        err().print(f"[yellow]» {text}[/]")
 
     try:
         end = print_entries(ctx_client.follow(job_id, on_wait=on_wait, on_gap=on_gap))
     except KeyboardInterrupt:
-        err.print(f"\nstopped following; the job goes on. Follow it again with `rai logs {job_id} -f`")
+        err().print(f"\nstopped following; the job goes on. Follow it again with `rai logs {job_id} -f`")
         return 130
     if end is None:
-        err.print(f"the log of {job_id} ended without a result; check `rai status {job_id}`")
+        err().print(f"the log of {job_id} ended without a result; check `rai status {job_id}`")
         return 1
     print_summary(job_id, end)
     if output is not None and end.output_key:
         n = ctx_client.download_outputs(job_id, output)
-        err.print(f"  {n} files of /build written to {output}")
+        err().print(f"  {n} files of /build written to {output}")
     return 0 if end.state == JobState.succeeded else 1
 
 
@@ -152,23 +175,31 @@ def cli(ctx: click.Context, config_path, profile, project) -> int | None:
 @click.pass_obj
 def submit(obj: Context, project: Path, queue, no_follow, output, submission) -> int:
     """Upload PROJECT, run it, and print its output live."""
-    client = obj.client()
-    exclude = (profile_path(obj.profile_arg),)
-    with UploadBar(enabled=err.is_terminal and not no_follow) as bar:
+    from rai.packing import PackStream
+    from rai.profile import profile_path
+
+    # packing starts first, in a thread of its own, while the client's modules load and the server answers
+    packing = PackStream(project, exclude=(profile_path(obj.profile_arg),))
+    try:
+        client = obj.client()
+    except BaseException:
+        packing.close()
+        raise
+    with UploadBar(enabled=err().is_terminal and not no_follow) as bar:
         sub = client.submit(
             project,
             queue=queue,
             submission=submission,
-            exclude=exclude,
-            on_progress=(lambda _m: None) if no_follow else (lambda m: err.print(f"[dim]» {m}[/dim]")),
+            packing=packing,
+            on_progress=(lambda _m: None) if no_follow else (lambda m: err().print(f"[dim]» {m}[/dim]")),
             upload_progress=bar.advance if bar.enabled else None,
         )
     if no_follow:
         click.echo(sub.job_id)
     else:
-        err.print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
+        err().print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
     if sub.notice:
-        err.print(f"[yellow]» {sub.notice}[/]")
+        err().print(f"[yellow]» {sub.notice}[/]")
     return 0 if no_follow else _follow_and_report(client, sub.job_id, output, sub.queue)
 
 
@@ -188,6 +219,8 @@ def logs(obj: Context, job_id: str, follow: bool) -> int:
 
 
 def _record_table(record: JobRecord) -> str:
+    from rai.units import format_duration
+
     rows = [
         ("job", record.job_id),
         ("state", record.state.value),
@@ -211,6 +244,10 @@ def _record_table(record: JobRecord) -> str:
 @click.pass_obj
 def status(obj: Context, job_id: str, as_json: bool) -> int:
     """Show JOB's state, node, exit code and duration."""
+    import json
+
+    from rai.models import JobState
+
     record, position = obj.client().status(job_id)
     if as_json:
         data = record.model_dump(mode="json")
@@ -231,7 +268,7 @@ def status(obj: Context, job_id: str, as_json: bool) -> int:
 def get(obj: Context, job_id: str, output: Path) -> int:
     """Download JOB's /build folder into OUTPUT."""
     n = obj.client().download_outputs(job_id, output)
-    err.print(f"{n} files of /build written to {output}")
+    err().print(f"{n} files of /build written to {output}")
     return 0
 
 
@@ -241,7 +278,7 @@ def get(obj: Context, job_id: str, output: Path) -> int:
 def cancel(obj: Context, job_id: str) -> int:
     """Cancel JOB, waiting or running."""
     record = obj.client().cancel(job_id)
-    err.print(f"cancel requested for {job_id} ({record.state.value}); its log will end with the result")
+    err().print(f"cancel requested for {job_id} ({record.state.value}); its log will end with the result")
     return 0
 
 
@@ -249,8 +286,10 @@ def cancel(obj: Context, job_id: str) -> int:
 @click.pass_obj
 def whoami(obj: Context) -> int:
     """Show who your profile says you are."""
-    p = load_profile(obj.profile_arg)
-    click.echo(f"{p.username} <{p.email}> team={p.team or '-'} role={p.role}")
+    from rai.profile import read_profile  # the file's fields as load_profile checks them, without pydantic
+
+    p = read_profile(obj.profile_arg)
+    click.echo(f"{p['username']} <{p['email']}> team={p['team'] or '-'} role={p['role']}")
     return 0
 
 

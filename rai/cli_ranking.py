@@ -6,24 +6,34 @@ submissions; the servers decide what that is, from the account, not from anythin
 
 from __future__ import annotations
 
-import io
-import json
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from rai.units import format_duration, plural
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich and the answers' models load when a command prints, not when `rai` starts
+    from datetime import datetime
+
+    from rich.console import Console
+
     from rai.answers import History, Leaderboard, Submitted
 
-out = Console(highlight=False, soft_wrap=True)
+
+def _out() -> Console:
+    """The console the tables go to (stdout); made at its first use, `out` for whoever replaces it."""
+    console = globals().get("out")
+    if console is None:
+        from rich.console import Console
+
+        console = globals()["out"] = Console(highlight=False, soft_wrap=True)
+    return console
+
+
+def __getattr__(name: str):
+    if name == "out":
+        return _out()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _when(t: datetime | None) -> str:
@@ -37,6 +47,14 @@ def _value(v: float | None) -> str:
 def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Every column as wide as its widest cell. On a terminal only the last (a message) is cut to fit its
     width; anywhere else (`rai submitted | cat`, a file) nothing is cut or wrapped: whole values, one row a line."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _out()
     whole = not out.is_terminal
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     widths = [max([Text.from_markup(c).cell_len, *(Text.from_markup(r[i]).cell_len for r in rows)])
@@ -61,6 +79,8 @@ def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def _print_json(answer) -> None:
+    import json
+
     click.echo(json.dumps(answer.model_dump(mode="json"), indent=2))
 
 
@@ -72,6 +92,9 @@ def _print_json(answer) -> None:
 @click.pass_obj
 def ranking(obj, project, kind, limit, as_json) -> int:
     """The leaderboard: each team's counting result, your team named, the others anonymised."""
+    from rich.markup import escape
+
+    out = _out()
     board: Leaderboard = obj.client().ask("ranking", project=project, kind=kind, limit=limit)
     if as_json:
         _print_json(board)
@@ -101,6 +124,9 @@ def ranking(obj, project, kind, limit, as_json) -> int:
 @click.pass_obj
 def history(obj, limit, as_json) -> int:
     """Your recent jobs: state, time, result."""
+    from rich.markup import escape
+
+    out = _out()
     answer: History = obj.client().ask("history", limit=limit)
     if as_json:
         _print_json(answer)
@@ -127,6 +153,9 @@ def history(obj, limit, as_json) -> int:
 @click.pass_obj
 def submitted(obj, project, kind, limit, as_json) -> int:
     """Your team's ranked submissions per kind; * marks the one that counts."""
+    from rich.markup import escape
+
+    out = _out()
     answer: Submitted = obj.client().ask("submitted", project=project, kind=kind, limit=limit)
     if as_json:
         _print_json(answer)

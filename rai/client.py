@@ -3,6 +3,7 @@ rai-server's API (rai/api.py). It reads the server's URL and the user's profile,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import tempfile
@@ -12,18 +13,19 @@ from pathlib import Path
 
 from rai import __version__
 from rai.api import ServerAPI
-from rai.archive import ArchiveLimits, pack_directory, unpack
+from rai.archive import ArchiveLimits, unpack
 from rai.backends.store import upload_key
 from rai.config import Config
 from rai.errors import UserError
 from rai.models import CancelRequest, JobRecord, JobRequest, LogEntry, new_job_id
+from rai.packing import PackStream
 from rai.profile import Profile
 from rai.projects import PublicProjects, check_submission
 from rai.signing import sign
 from rai.spec import JobSpec, load_spec, parse_spec
 from rai.units import format_size
 
-UPLOAD_CHUNK = 1 << 20
+UPLOAD_CHUNK = 1 << 20  # the most one piece of the upload holds (zstd hands out a whole job's output at once)
 JOB_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{12}$")
 
 
@@ -66,12 +68,23 @@ class Client:
         exclude: tuple[Path, ...] = (),
         on_progress: Callable[[str], None] = lambda _: None,
         spec: JobSpec | None = None,
-        upload_progress: Callable[[int, int], None] | None = None,
+        upload_progress: Callable[[int, int | None], None] | None = None,
+        packing: PackStream | None = None,
     ) -> Submission:
         """Validate, pack, upload and enqueue `directory`; returns as soon as the job is queued.
 
-        `upload_progress(bytes_just_sent, total)` is called as the archive goes up."""
+        The archive is uploaded as it is packed (no copy on disk; its digest and size computed on the way and
+        compared with what the server measured): `upload_progress(bytes_just_sent, None)` is called as it
+        goes up, the total not being known before the end. `packing`: the PackStream of `directory` already
+        started by the caller (packing while the rest loads); closed here whatever happens."""
         directory = Path(directory)
+        packing = packing or PackStream(directory, exclude=exclude)
+        with packing:
+            return self._submit(directory, queue, submission, on_progress, spec, upload_progress, packing)
+
+    def _submit(self, directory: Path, queue: str | None, submission: str | None,
+                on_progress: Callable[[str], None], spec: JobSpec | None,
+                upload_progress: Callable[[int, int | None], None] | None, stream: PackStream) -> Submission:
         me = self.whoami()
         if submission:  # a ranked submission: refused here, before any upload, for an unknown kind or a missing file
             public = PublicProjects.model_validate(me["projects"])
@@ -81,21 +94,19 @@ class Client:
         spec = spec or load_spec(directory)
         queue = queue or me.get("default_queue") or f"rai_{spec.resources.cpu.architecture}"
         job_id = new_job_id()
-        with tempfile.TemporaryDirectory(prefix="rai-upload-") as tmp:
-            archive = Path(tmp) / "project.tar.zst"
-            on_progress(f"packing {directory}")
-            packed = pack_directory(directory, archive, exclude=exclude)
-            if packed.size > me.get("max_upload", packed.size):
-                raise UserError(f"the packed project is {format_size(packed.size)} ({packed.size:,} bytes), "
-                                f"over the server's limit of {format_size(me['max_upload'])}",
-                                hint="leave large data and build outputs out with .raiignore")
-            on_progress(f"uploading {packed.files} files ({packed.size} bytes)")
-            uploaded = self.api.request("PUT", f"/v1/uploads/{job_id}", content=_chunks(archive, packed.size,
-                                        upload_progress), headers={"Content-Type": "application/zstd",
-                                                                   "Content-Length": str(packed.size)},
-                                        timeout=max(self.api.timeout, 600)).json()
-        if uploaded["sha256"] != packed.sha256:
+        on_progress(f"packing {directory} (uploading as it packs)")
+        chunks = iter(stream)
+        first = next(chunks, b"")  # nothing to upload, or a file that cannot be read: said before any request
+        body = _upload_body(first, chunks, me.get("max_upload"), upload_progress)
+        uploaded = self.api.request("PUT", f"/v1/uploads/{job_id}", content=body,
+                                    headers={"Content-Type": "application/zstd"},
+                                    timeout=max(self.api.timeout, 600)).json()
+        packed = stream.result
+        if packed is None:  # the server answered before it had the whole stream (a server that does not wait)
+            raise UserError("the server answered before the whole project was uploaded", hint="submit again")
+        if uploaded["sha256"] != packed.sha256 or uploaded.get("size", packed.size) != packed.size:
             raise UserError("the server received a different archive than the one sent", hint="submit again")
+        on_progress(f"uploaded {packed.files} files ({packed.size} bytes)")
         request = JobRequest(
             job_id=job_id,
             access_key=self.profile.access_key,
@@ -158,10 +169,19 @@ class Client:
             return unpack(archive, Path(dest), strip_top="build", limits=limits)
 
 
-def _chunks(path: Path, total: int, progress: Callable[[int, int], None] | None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(UPLOAD_CHUNK):
+def _upload_body(first: bytes, rest: Iterator[bytes], cap: int | None,
+                 progress: Callable[[int, int | None], None] | None) -> Iterator[bytes]:
+    """The PUT body: the compressed chunks as the packer makes them (the total is not known before the end:
+    `progress(n, None)`); stopped with the server's own words once they would pass its `max_upload`."""
+    sent = 0
+    for packed in itertools.chain((first,), rest):
+        for at in range(0, len(packed), UPLOAD_CHUNK):
+            chunk = packed[at:at + UPLOAD_CHUNK] if len(packed) > UPLOAD_CHUNK else packed
+            if cap is not None and sent + len(chunk) > cap:
+                raise UserError(f"the packed project is over the server's limit of {format_size(cap)} "
+                                f"(stopped after {format_size(sent)} of it)",
+                                hint="leave large data and build outputs out with .raiignore")
+            sent += len(chunk)
             if progress is not None:
-                progress(len(chunk), total)
+                progress(len(chunk), None)
             yield chunk
-

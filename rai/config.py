@@ -36,7 +36,7 @@ def machine_arch() -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class AppConfig(Section):
@@ -235,7 +235,8 @@ def default_roles() -> dict[str, RoleLimits]:
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt section is refused with the nearest name (load_config)
+    # a misspelt section is refused with the nearest name (load_config); the schema is built at first use
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     app: AppConfig = Field(default_factory=AppConfig)
     pubsub: PubSubConfig = Field(default_factory=PubSubConfig)
     broker: BrokerConfig = Field(default_factory=BrokerConfig)

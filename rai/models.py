@@ -26,7 +26,7 @@ def new_job_id() -> str:
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -116,7 +116,7 @@ class LogKind(str, Enum):
 class JobEnd(BaseModel):
     """The final entry of every job: why it ended, how, and where its outputs are."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     state: JobState
     exit_code: int | None = None
     duration: float = 0.0
@@ -179,7 +179,7 @@ class Account(Message):
 
 
 class GPUStat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     index: int
     name: str = ""
     utilization: float | None = None

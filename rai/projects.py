@@ -64,7 +64,7 @@ def lookup(values: dict[str, Any], path: str) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _relative_path(value: str, what: str) -> str:
@@ -284,7 +284,7 @@ def ranked_kinds(projects: dict[str, ProjectConfig]) -> list[RankedKind]:
 # --- what clients see --------------------------------------------------------------------------
 
 class PublicKind(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     kind: str
     title: str = ""
     required_files: list[str] = Field(default_factory=list)
@@ -294,7 +294,7 @@ class PublicKind(BaseModel):
 
 
 class PublicProject(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     title: str = ""
     kinds: dict[str, PublicKind] = Field(default_factory=dict)
 
@@ -302,7 +302,7 @@ class PublicProject(BaseModel):
 class PublicProjects(BaseModel):
     """The part of `projects:` a client may know: published by raid to Redis under `rai:projects`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     v: int = 1
     projects: dict[str, PublicProject] = Field(default_factory=dict)
 

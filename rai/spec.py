@@ -23,7 +23,7 @@ SPEC_FILE = "rai_build.yml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class RaiSection(_Strict):
@@ -77,7 +77,7 @@ class Resources(_Strict):
 
 
 class BuildImage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     image_name: str | None = None
     dockerfile: str | None = None
     no_cache: bool = False

@@ -86,7 +86,7 @@ def router(state: ServerState) -> APIRouter:
             if len(claimed) == 64 and claimed != digest.hexdigest():
                 raise Refusal(400, "the upload does not match its digest (it was changed on the way)",
                               hint="submit again")
-            await run_in_threadpool(state.b.store.put_file, key, Path(tmp))
+            await run_in_threadpool(state.b.store.put_file, key, Path(tmp), consume=True)
         finally:
             Path(tmp).unlink(missing_ok=True)
         meta = {"sha256": digest.hexdigest(), "size": size, "username": account.username}

@@ -156,7 +156,7 @@ def test_a_replayed_or_copied_submission_is_refused_and_the_job_runs_once(door):
     env = door
     ada = load_profile(env.profiles["ada"])
     proj = env.project(["echo ran-once"], name="replayed")
-    from rai.archive import pack_directory
+    from rai.packing import pack_directory
 
     archive = env.tmp / "replayed.tar.zst"
     packed = pack_directory(proj, archive)

@@ -20,12 +20,12 @@ from rai.archive import (
     ArchiveLimits,
     ArchiveRefused,
     check_archive,
-    pack_directory,
     unpack,
     unpack_checked,
     upload_refusal,
 )
 from rai.errors import UserError
+from rai.packing import pack_directory
 
 MiB = 1024**2
 SMALL = ArchiveLimits(max_bytes=10 * MiB, max_files=50, max_depth=8)

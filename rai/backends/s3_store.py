@@ -68,7 +68,7 @@ class S3Store:
         return key
 
     # --- the port
-    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+    def put_file(self, key: str, path: Path, progress: Progress | None = None, consume: bool = False) -> None:
         counter = _Counter(progress)
         size = Path(path).stat().st_size
         try:

@@ -27,7 +27,9 @@ def output_key(username: str, job_id: str) -> str:
 
 
 class ObjectStore(Protocol):
-    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None: ...
+    def put_file(self, key: str, path: Path, progress: Progress | None = None, consume: bool = False) -> None:
+        """Store the file at `path` as `key`. `consume`: the caller has no more use for the file, so the store
+        may take it as it is (a local store moves it in when it is on the same file system) or leave it."""
 
     def get_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Download `key` to `path`; raises NotFound when it does not exist."""
@@ -55,9 +57,18 @@ class LocalStore:
             raise UserError(f"invalid object key {key!r}")
         return self.root / key
 
-    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+    def put_file(self, key: str, path: Path, progress: Progress | None = None, consume: bool = False) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if consume:
+            try:
+                os.chmod(path, 0o600)
+                os.replace(path, dest)  # atomic, and no copy: a 1 GB upload is stored at once
+                if progress:
+                    progress(dest.stat().st_size)
+                return
+            except OSError:  # another file system (EXDEV), or not ours to move: copy it as below
+                pass
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:

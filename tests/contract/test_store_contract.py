@@ -65,3 +65,16 @@ def test_keys_that_escape_are_refused(store, tmp_path, key):
     write(tmp_path / "f", 10)
     with pytest.raises(UserError):
         store.put_file(key, tmp_path / "f")
+
+
+def test_a_consumed_file_is_stored_whole_and_the_caller_owns_nothing_after(store, tmp_path):
+    """rai-server hands its spooled upload over with consume=True: stored whole (a local store moves it in,
+    no copy), readable by the store's owner only, and whatever is left at the path is the caller's to delete."""
+    data = write(tmp_path / "spooled", 3 * 1024**2)
+    key = upload_key("ada", "j4")
+    store.put_file(key, tmp_path / "spooled", consume=True)
+    store.get_file(key, tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+    if isinstance(store, LocalStore):
+        assert not (tmp_path / "spooled").exists()  # moved, not copied
+        assert (store.root / key).stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,92 @@
+"""`rai submit` packs straight into the upload (no archive on disk): what the user sees when the stream passes
+the server's cap, when there is nothing to upload, and that the digest pinned by the job request is the one
+the server measured. A real rai-server and Redis; no raid (the jobs stay queued)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from rai.errors import UserError
+from rai.models import JobRequest
+from rai.profile import load_profile
+from tests.fixtures.server import client_of
+
+MiB = 1024**2
+
+
+@pytest.fixture
+def capped(rai_env):
+    env = rai_env
+    env.settings["server"]["max_upload"] = 2 * MiB
+    env.write_config()
+    env.start_server()
+    env.ada = env.account("ada")
+    return env
+
+
+def client(env):
+    return client_of(type("Server", (), {"url": env.server_url})(), load_profile(env.ada))
+
+
+def uploads(env) -> list:
+    return sorted((env.tmp / "store" / "uploads").rglob("*.tar.zst")) if (env.tmp / "store").exists() else []
+
+
+def test_a_stream_past_the_cap_ends_with_the_servers_message(capped):
+    env = capped
+    big = env.project(["true"], name="big")
+    (big / "data.bin").write_bytes(os.urandom(24 * MiB))  # incompressible: 12 times the cap
+    # rai stops the stream itself at the cap whoami gave it: exit 2, the limit named, no broken pipe
+    r = env.rai(env.ada, "submit", "--no-follow", "-p", str(big))
+    assert r.returncode == 2, r.stderr
+    assert "over the server's limit of 2.0MiB" in r.stderr and ".raiignore" in r.stderr
+    for noise in ("Traceback", "Broken pipe", "cannot reach", "BrokenPipe"):
+        assert noise not in r.stderr
+    # a client that does not know the cap: the server answers 413 mid-stream, and that answer is what it says
+    c = client(env)
+    c.whoami().pop("max_upload")
+    for _ in range(3):
+        with pytest.raises(UserError) as refused:
+            c.submit(big)
+        assert refused.value.exit_code == 2
+        assert "over the server's limit of 2.0MiB" in refused.value.message and ".raiignore" in refused.value.hint
+    assert uploads(env) == []
+
+
+def test_nothing_to_upload_is_said_before_any_upload(capped, monkeypatch):
+    env = capped
+    proj = env.project(["true"], name="ignored", files={"main.o": "x"})
+    (proj / "build").mkdir()
+    (proj / ".raiignore").write_text("*.o\nbuild/\n.raiignore\nrai_build.yml\n")
+    r = env.rai(env.ada, "submit", "--no-follow", "-p", str(proj))
+    assert r.returncode == 2 and "has no files to upload" in r.stderr and "Traceback" not in r.stderr
+    c = client(env)
+    sent = []
+    request = c.api.request
+    monkeypatch.setattr(c.api, "request", lambda method, path, **kw: sent.append((method, path)) or
+                        request(method, path, **kw))
+    with pytest.raises(UserError, match="has no files to upload"):
+        c.submit(proj)
+    assert [m for m, _ in sent if m != "GET"] == []  # whoami only: no PUT, no job
+    assert uploads(env) == []
+
+
+def test_the_server_keeps_what_was_packed_and_the_job_pins_its_digest(capped):
+    env = capped
+    proj = env.project(["true"], name="fine")
+    for i in range(30):  # compressible: several chunks, well under the cap once packed
+        (proj / f"part{i}.txt").write_text(f"line {i}\n" * 20000)
+    (proj / "noise.bin").write_bytes(os.urandom(MiB))
+    progress = []
+    sub = client(env).submit(proj, upload_progress=lambda n, total: progress.append((n, total)))
+    assert len(progress) > 1 and {t for _, t in progress} == {None} and sum(n for n, _ in progress) == sub.size
+    (kept,) = uploads(env)
+    assert kept.stat().st_size == sub.size
+    claimed = env.backends.queue.claim(sub.queue, "test", block=1)  # the job request, as raid would get it
+    job = JobRequest.model_validate_json(claimed.body)
+    assert job.job_id == sub.job_id
+    assert job.upload_sha256 == hashlib.sha256(kept.read_bytes()).hexdigest() and job.upload_size == sub.size
+    assert sub.files == 33  # the parts, the noise, main.sh, rai_build.yml
