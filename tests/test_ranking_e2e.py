@@ -128,8 +128,9 @@ def test_the_staffs_checker_runs_in_a_fresh_container_and_only_its_result_counts
     entries = {e.job_id: e for e in env.backends.db.list_rankings("chk", "forger")}
     assert entries[forger].value == 2 and not entries[forger].valid  # the checker's numbers, not the forgery's
     engine = docker.DockerClient(base_url=env.settings["docker"]["base_url"])
-    wait_for(lambda: not any(c.labels.get("rai.job") in (honest, forger)  # both containers of each removed
-                             for c in engine.containers.list(all=True)),
+    # both containers of each removed (the plain list: Docker's full one inspects each, racing the removals)
+    wait_for(lambda: not any((c.get("Labels") or {}).get("rai.job") in (honest, forger)
+                             for c in engine.api.containers(all=True)),
              30, what="the jobs' containers removed")
 
 
