@@ -15,6 +15,7 @@ a `RunResult`.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -154,6 +155,17 @@ class Executor:
                  "unix:///run/podman/podman.sock &), or set docker.base_url in the config",
         )
 
+    @functools.cached_property
+    def engine_reports_oom(self) -> bool:
+        """Whether the engine sets State.OOMKilled when the kernel kills a job for memory: Docker Engine does;
+        Podman's compatible API leaves it false here, so there an exit 137 under a memory limit is read as
+        out of memory (a kill from outside looks the same)."""
+        try:
+            components = self.client.version().get("Components") or []
+        except Exception:  # noqa: BLE001 - unknown: fall back on the exit code, as for Podman
+            return False
+        return not any("podman" in str(c.get("Name", "")).lower() for c in components)
+
     def ping(self) -> bool:
         try:
             return bool(self.client.ping())
@@ -253,6 +265,11 @@ class Executor:
                 container.start()
             except docker.errors.APIError as e:
                 log.warning("job %s: the container did not start: %s", spec.job_id, e)
+                if spec.gpus and "device driver" in str(e):  # Docker without the NVIDIA container toolkit
+                    return RunResult(JobState.error, None, 0.0,
+                                     f"the node's container engine could not give the job {spec.gpus} GPU"
+                                     f"{'s' if spec.gpus > 1 else ''} (no NVIDIA container runtime there); tell the "
+                                     "operators")
                 return RunResult(JobState.error, None, 0.0,
                                  f"the container did not start: the image {spec.image} may lack /bin/sh, or the node's "
                                  "engine failed (the node's log has the details under the job id)")
@@ -419,12 +436,14 @@ class Executor:
         try:
             container.reload()
             exit_code = container.attrs["State"].get("ExitCode")
+            oom_killed = bool(container.attrs["State"].get("OOMKilled"))
         except docker.errors.APIError:
-            exit_code = None
+            exit_code, oom_killed = None, False
         truncated = self._copy_build(container, build_archive, spec, sink, alive=False)
-        if exit_code == 137 and spec.memory_limit:
-            return RunResult(JobState.oom, exit_code, duration,
-                             f"out of memory: the job's limit is {size_text(spec.memory_limit)}", None, truncated)
+        if oom_killed or (exit_code == 137 and spec.memory_limit and not self.engine_reports_oom):
+            limit = size_text(spec.memory_limit) if spec.memory_limit else "the node's memory"
+            return RunResult(JobState.oom, exit_code, duration, f"out of memory: the job's limit is {limit}", None,
+                             truncated)
         return RunResult(JobState.error, exit_code, duration,
                          f"the job's shell ended unexpectedly (exit code {exit_code})", None, truncated)
 

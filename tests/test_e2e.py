@@ -165,7 +165,7 @@ def test_forged_and_revoked_credentials_are_refused_and_nothing_runs(running_rai
     assert env.backends.queue.depth(env.queue).waiting == 0
 
 
-def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(rai_env):
+def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(rai_env, engine):
     env = rai_env
     env.settings["raid"]["gpus"] = 0  # this node offers none, whatever nvidia-smi says
     env.write_config()
@@ -187,9 +187,14 @@ def test_a_gpu_job_is_refused_where_no_node_has_a_gpu_and_runs_on_one_that_has(r
     assert status(env, ada, job_id)["state"] == "queued"
     env.backends.live.set_draining(gpu_node, False)  # back from maintenance: it takes the job
     r = env.rai(ada, "logs", job_id, "--follow", timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "RAN-WITH-A-GPU" in r.stdout and waiting in r.stderr
-    assert status(env, ada, job_id)["node"] == gpu_node
+    assert status(env, ada, job_id)["node"] == gpu_node and waiting in r.stderr
+    if engine.name == "docker" and "nvidia" not in (engine.client.info().get("Runtimes") or {}):
+        # this node says it has a GPU (raid.gpus) but its Docker cannot give one: the student is told so
+        assert r.returncode == 1 and "RAN-WITH-A-GPU" not in r.stdout
+        assert "the node's container engine could not give the job 1 GPU" in r.stderr
+    else:  # Podman runs it (it ignores the GPU request where it has none to give)
+        assert r.returncode == 0, r.stderr
+        assert "RAN-WITH-A-GPU" in r.stdout
 
 
 def test_submit_says_when_no_node_can_start_the_job_soon(rai_env):

@@ -31,13 +31,13 @@ from rai.models import JobState, LogKind
 from rai.profile import Profile
 from raid.daemon import Daemon
 from tests.fixtures.aws import AWS_TEST_ENV, broker_config, store_config, unique
-from tests.fixtures.docker import docker_url
 from tests.fixtures.e2e import wait_for
 from tests.fixtures.server import client_of
 
 
 class ProductionEnv:
-    def __init__(self, tmp: Path, redis_url: str, moto_url: str, auth0, role_arn: str, image: str, serve):
+    def __init__(self, tmp: Path, redis_url: str, moto_url: str, auth0, role_arn: str, image: str, serve,
+                 docker_url: str):
         suffix = secrets.token_hex(4)
         self.tmp = tmp
         self.node = f"node-{suffix}"
@@ -52,7 +52,7 @@ class ProductionEnv:
             "database": {"provider": "mongodb", "url": f"mongomock://{suffix}"},
             "auth": {"provider": "auth0", "domain": "rai-test.auth0.com", "base_url": auth0.api_url,
                      "token": auth0.token},
-            "docker": {"base_url": docker_url(), "image": image, "time_limit": "60s", "memory_limit": "256m"},
+            "docker": {"base_url": docker_url, "image": image, "time_limit": "60s", "memory_limit": "256m"},
             "raid": {"node": self.node, "heartbeat_interval": 1, "work_dir": str(tmp / "work")},
             "roles": {"student": {"network": False}},
         })
@@ -87,11 +87,12 @@ class ProductionEnv:
 
 
 @pytest.fixture
-def prod(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, monkeypatch, serve):
+def prod(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, engine, test_image, monkeypatch, serve):
     auth0_server.reset()
     for var in AWS_TEST_ENV:  # nothing may fall back on ambient AWS credentials
         monkeypatch.delenv(var, raising=False)
-    env = ProductionEnv(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, serve)
+    env = ProductionEnv(tmp_path, redis_url, moto_url, auth0_server, upload_role_arn, test_image, serve,
+                        engine.url)
     yield env
     if env.daemon is not None:
         env.daemon.stop(hand_back_now=True)

@@ -34,11 +34,11 @@ MAX_UPLOAD = 2 * 1024**2
 
 
 @pytest.fixture(scope="module")
-def door(tmp_path_factory, test_image):
+def door(tmp_path_factory, engine, test_image):
     """One installation whose Redis wants a password; ada (the victim), mal (the attacker), rl (rate-limited)."""
     tmp = tmp_path_factory.mktemp("door")
     server = RedisServer(tmp / "redis", password=secrets.token_urlsafe(16)).start()
-    env = RaiEnv(tmp, server.url)
+    env = RaiEnv(tmp, server.url, engine.url)
     env.settings["server"].update({"max_upload": MAX_UPLOAD, "rate_limits": {"student": None, "limited": 2}})
     env.settings["roles"] = {"student": {}, "limited": {}, "admin": {"network": True}}
     env.write_config()

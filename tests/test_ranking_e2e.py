@@ -25,7 +25,6 @@ from rai.leaderboard import team_label
 from rai.models import LogEntry, LogKind
 from rai.profile import Profile, load_profile, write_profile
 from rai.signing import authorization_headers
-from tests.fixtures.e2e import PODMAN_SOCKET as PODMAN
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 
 APP_SECRET = "ranking-test-app-secret"
@@ -69,8 +68,8 @@ FORGED = '{"correctness": 1, "timing": {"op_time": 0.001}}'
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, redis_url, test_image):
-    e = RaiEnv(tmp_path_factory.mktemp("ranked"), redis_url)
+def env(tmp_path_factory, redis_url, engine, test_image):
+    e = RaiEnv(tmp_path_factory.mktemp("ranked"), redis_url, engine.url)
     e.settings["app"] = {"secret": APP_SECRET}
     e.settings["projects"] = {"conv": JSON_PROJECT, "rx": REGEX_PROJECT, "chk": CHECKED_PROJECT}
     e.write_config()
@@ -128,8 +127,10 @@ def test_the_staffs_checker_runs_in_a_fresh_container_and_only_its_result_counts
     assert "chk/forger: timing.op_time = 2, not ranked: correctness" in records[forger].message
     entries = {e.job_id: e for e in env.backends.db.list_rankings("chk", "forger")}
     assert entries[forger].value == 2 and not entries[forger].valid  # the checker's numbers, not the forgery's
-    wait_for(lambda: not any(c.labels.get("rai.job") in (honest, forger)  # both containers of each removed
-                             for c in docker.DockerClient(base_url=PODMAN).containers.list(all=True)),
+    engine = docker.DockerClient(base_url=env.settings["docker"]["base_url"])
+    # both containers of each removed (the plain list: Docker's full one inspects each, racing the removals)
+    wait_for(lambda: not any((c.get("Labels") or {}).get("rai.job") in (honest, forger)
+                             for c in engine.api.containers(all=True)),
              30, what="the jobs' containers removed")
 
 

@@ -3,13 +3,18 @@
 # Idempotent: does nothing when the image exists (pass --force to rebuild).
 #   tests/images/build_test_image.sh [--force]
 # Needs: podman (or docker) and a statically linked busybox (Debian/Ubuntu: apt-get install busybox-static).
+# RAI_TEST_ENGINE=podman|docker picks the engine (default: podman where installed, else docker); docker
+# imports into the daemon at DOCKER_HOST (./dev points it at the project's own dockerd).
 set -eu
 
 IMAGE="${RAI_TEST_IMAGE:-localhost/rai-test:latest}"
 FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
 
-if command -v podman >/dev/null 2>&1; then
+if [ -n "${RAI_TEST_ENGINE:-}" ]; then
+    ENGINE="$RAI_TEST_ENGINE"
+    command -v "$ENGINE" >/dev/null 2>&1 || { echo "build_test_image.sh: $ENGINE is not installed" >&2; exit 1; }
+elif command -v podman >/dev/null 2>&1; then
     ENGINE=podman
 elif command -v docker >/dev/null 2>&1; then
     ENGINE=docker
