@@ -9,11 +9,11 @@ import re
 import secrets
 
 from rai.backends.auth import Accounts
+from rai.backends.mail import address_problem
 from rai.errors import NotFound, UserError
 from rai.models import Account, Role, utcnow
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
 
 
 def new_access_key() -> str:
@@ -36,9 +36,7 @@ def check_username(username: str) -> str | None:
 
 
 def check_email(email: str) -> str | None:
-    if not EMAIL.match(email):
-        return f"invalid email {email!r}"
-    return None
+    return address_problem(email)
 
 
 def check_role(role: str, roles: list[str]) -> str | None:

@@ -1,16 +1,12 @@
-"""Project and output archives: tar compressed with zstd (10-15x faster than gzip at the same size).
-
-`.raiignore` in the project holds gitignore-style patterns of what not to upload; the user's
-profile is never packed, whatever it is called.
+"""Project and output archives: tar compressed with zstd (10-15x faster than gzip at the same size),
+checked as they are unpacked. Packing a project is rai/packing.py; what it leaves out, rai/ignore.py.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import re
 import tarfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,47 +14,6 @@ import zstandard
 
 from rai.errors import UserError
 from rai.units import format_size
-
-IGNORE_FILE = ".raiignore"
-ALWAYS_IGNORED = (".rai_profile", "*.rai_profile")
-
-
-
-class IgnoreRules:
-    """gitignore-style rules: `*.o`, `build/`, `/data`, `!keep.o`."""
-
-    def __init__(self, patterns: Iterable[str]):
-        self.rules: list[tuple[str, bool, bool, bool]] = []  # (pattern, negate, dir_only, anchored)
-        for raw in patterns:
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            negate = line.startswith("!")
-            line = line.lstrip("!")
-            dir_only = line.endswith("/")
-            line = line.rstrip("/")
-            anchored = line.startswith("/") or "/" in line
-            self.rules.append((line.lstrip("/"), negate, dir_only, anchored))
-
-    @classmethod
-    def for_project(cls, directory: Path) -> IgnoreRules:
-        f = directory / IGNORE_FILE
-        patterns = list(ALWAYS_IGNORED)
-        if f.is_file():
-            patterns += f.read_text(errors="replace").splitlines()
-        return cls(patterns)
-
-    def ignored(self, rel: str, is_dir: bool) -> bool:
-        result = False
-        name = rel.rsplit("/", 1)[-1]
-        for pattern, negate, dir_only, anchored in self.rules:
-            if dir_only and not is_dir:
-                continue
-            target = rel if anchored else name
-            if fnmatch.fnmatchcase(target, pattern):
-                result = not negate
-        return result
-
 
 
 def file_sha256(path: Path) -> str:

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rai.archive import IgnoreRules
 from rai.errors import ServiceUnavailable, UserError
+from rai.ignore import IgnoreRules
 from rai.spec import JobSpec
 
 PUBLIC_KEY = "rai:projects"  # Redis key raid publishes the public part of `projects:` under

@@ -16,7 +16,8 @@ from rai.backends import Backends
 from rai.config import Config
 from rai.models import utcnow
 from raid.executor import Executor
-from raid.heartbeat import Heartbeat, gpu_stats
+from raid.gpus import gpu_stats
+from raid.heartbeat import Heartbeat
 from raid.job_runner import JobRunner, remove_left_work
 from raid.ranking import RankedSubmissions
 

@@ -34,10 +34,12 @@ import docker
 import docker.errors
 import docker.types
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from rai.config import DockerConfig
 from rai.errors import ServiceUnavailable, UserError
 from rai.models import JobState
+from rai.retrying import RetryLater
 from raid.container_output import OutputDemux, TarUpload, copy_build_archive
 from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text, token_tar
 
@@ -48,6 +50,8 @@ RECV_SIZE = 256 * 1024
 DRAIN_TIMEOUT = 2.0  # at most this long reading what a stopped job had written
 DRAIN_QUIET = 0.1  # ... or until the stream is quiet this long
 EOF_MARKER_WAIT = 2.0  # after the end marker on stdout, wait at most this long for the one on stderr
+BUILD_COPY_ATTEMPTS = 6  # tries to copy /build out (tenacity), about 3 s of waits in all
+BUILD_COPY_FIRST_WAIT = 0.1  # seconds before the second try, doubling after
 REMOVE_ATTEMPTS = 6  # tries to remove a job's container (about 30 s in all)
 CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids hierarchy, then v2's unified one
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
@@ -470,11 +474,11 @@ class Executor:
         A copy taken while an exited container is still being torn down may fail or come back
         empty (Podman), so an exited container is waited for first and failures are retried.
         """
-        waited = False
-        error = ""
-        for attempt in range(6):
-            if not alive and not waited:
-                waited = True
+        state = {"alive": alive, "waited": False}
+
+        def copy_once() -> bool:
+            if not state["alive"] and not state["waited"]:
+                state["waited"] = True
                 try:
                     container.wait(timeout=10)
                 except Exception:  # noqa: BLE001 - best effort: the copy is retried anyway
@@ -482,19 +486,28 @@ class Executor:
             try:
                 chunks, _ = container.get_archive("/build", chunk_size=1 << 20)
                 result = copy_build_archive(chunks, dest, spec.output_limit)
-                if result.members:
-                    return result.truncated
-                error = "the archive was empty"
             except (docker.errors.APIError, tarfile.TarError, requests.exceptions.RequestException) as e:
-                error = short(str(getattr(e, "explanation", None) or e), 200)
-            log.info("job %s: copying /build failed (attempt %d): %s", spec.job_id, attempt + 1, error)
-            time.sleep(0.1 * 2 ** attempt)
-            if not waited:
+                raise RetryLater(short(str(getattr(e, "explanation", None) or e), 200)) from None
+            if not result.members:
+                raise RetryLater("the archive was empty")
+            return result.truncated
+
+        def before_retry(retry_state) -> None:
+            log.info("job %s: copying /build failed (attempt %d): %s", spec.job_id, retry_state.attempt_number,
+                     retry_state.outcome.exception())
+            if not state["waited"]:
                 try:
                     container.reload()
-                    alive = container.status in ("running", "paused")
+                    state["alive"] = container.status in ("running", "paused")
                 except docker.errors.APIError:
-                    alive = False
+                    state["alive"] = False
+
+        try:
+            return Retrying(stop=stop_after_attempt(BUILD_COPY_ATTEMPTS), retry=retry_if_exception_type(RetryLater),
+                            wait=wait_exponential(multiplier=BUILD_COPY_FIRST_WAIT), before_sleep=before_retry,
+                            reraise=True)(copy_once)
+        except RetryLater as e:
+            error = e.reason
         dest.unlink(missing_ok=True)
         log.warning("job %s: /build could not be copied: %s", spec.job_id, error)
         sink.status("could not copy /build out of the container, so this job has no outputs "

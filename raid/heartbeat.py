@@ -1,12 +1,11 @@
-"""The node's heartbeat: host, capacity, running jobs, CPU/memory/disk, GPUs; it expires when raid dies."""
+"""The node's heartbeat: host, capacity, running jobs, CPU/memory/disk (psutil), GPUs (raid.gpus); it
+expires when raid dies."""
 
 from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -15,43 +14,13 @@ import psutil
 
 from rai import __version__
 from rai.config import machine_arch
-from rai.models import GPUStat, NodeHeartbeat
+from rai.models import NodeHeartbeat
+from raid.gpus import gpu_stats
 
 if TYPE_CHECKING:
     from raid.daemon import Daemon
 
 log = logging.getLogger("raid.heartbeat")
-
-
-def gpu_stats() -> list[GPUStat]:
-    """GPUs as nvidia-smi reports them; none when it is absent or fails."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index,name,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout
-    except (subprocess.SubprocessError, OSError):
-        return []
-    stats = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 5:
-            continue
-
-        def num(x: str) -> float | None:
-            try:
-                return float(x)
-            except ValueError:
-                return None
-
-        used, total = num(parts[3]), num(parts[4])
-        stats.append(GPUStat(index=int(parts[0]), name=parts[1], utilization=num(parts[2]),
-                             memory_used=int(used * 2**20) if used is not None else None,
-                             memory_total=int(total * 2**20) if total is not None else None))
-    return stats
 
 
 class Heartbeat:

@@ -414,3 +414,15 @@ def test_an_output_flood_ends_on_its_time_limit_and_its_container_is_removed(exe
                   source_tar=source, labels={"rai.node": "test-executor"})
     assert executor.run(nxt, out, lambda: None, tmp_path / "b2.tar").state == JobState.succeeded
     assert out.text() == "next\n"
+
+
+def test_a_build_folder_that_cannot_be_copied_is_retried_a_bounded_number_of_times(job, caplog):
+    from raid.executor import BUILD_COPY_ATTEMPTS
+
+    with caplog.at_level("INFO", logger="raid.executor"):
+        result, sink, archive = job(["cd / && rm -rf /build"])  # nothing left to copy out
+    assert result.state == JobState.succeeded
+    assert not archive.exists()
+    assert any("could not copy /build" in s for s in sink.statuses())  # said once, in the student's words
+    tries = [r for r in caplog.records if "copying /build failed" in r.getMessage()]
+    assert len(tries) == BUILD_COPY_ATTEMPTS - 1  # retried, then given up (the last failure is the warning)

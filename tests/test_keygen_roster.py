@@ -211,3 +211,19 @@ def test_custom_template_from_config(keygen_env, tmp_path):
     code, _, err = keygen_env.keygen("send", "ada")
     assert code == 2 and "must start with a `Subject: ...` line" in err
     shutil.rmtree(tmp_path / "outbox")
+
+
+@pytest.mark.parametrize("address, why", [
+    ("ada@example..edu", "two periods in a row"),
+    ("ada@localhost", "should have a period"),
+    ("ada@mail.invalid", "special-use or reserved name"),
+    ("ada@-example.edu", "invalid"),
+])
+def test_an_address_that_cannot_receive_mail_names_its_line(address, why):
+    text = ("lastname,firstname,username,email\n"
+            "Lovelace,Ada,ada,ada@example.edu\n"
+            f"Turing,Alan,alan,{address}\n")
+    roster = parse_roster(text, ROLES, "roster.csv")
+    assert [r.username for r in roster.rows] == ["ada"]
+    [problem] = roster.problems
+    assert problem.line == 3 and f"invalid email {address!r}" in problem.message and why in problem.message

@@ -1,4 +1,4 @@
-"""Mailgun through mailgun2, against the local fake Mailgun server (tests/fixtures/fakes.py)."""
+"""Mailgun through its official SDK (`mailgun`), against the local fake Mailgun server (tests/fixtures/fakes.py)."""
 
 from __future__ import annotations
 
@@ -102,3 +102,18 @@ def test_the_fake_speaks_urlencoded_too(fake_mailgun):
                       data={"from": "a@example.edu", "to": "b@example.edu", "text": "x"}, timeout=5)
     assert r.status_code == 200 and r.json()["message"] == "Queued. Thank you."
     assert fake_mailgun.messages[0].field("to") == "b@example.edu"
+
+
+@pytest.mark.parametrize("address", ["ada", "ada@example..edu", "ada@localhost", "two@@example.edu"])
+def test_a_bad_address_is_refused_before_anything_is_sent(fake_mailgun, address):
+    mailer = mailer_for(fake_mailgun)
+    with pytest.raises(MailError, match="invalid email"):
+        mailer.send(Mail(address, "Your account", "Hello"))
+    assert fake_mailgun.requests == [] and mailer.waits == []
+
+
+def test_a_rate_limit_then_success_is_one_mail(fake_mailgun):
+    fake_mailgun.fail_next(429)
+    mailer = mailer_for(fake_mailgun)
+    mailer.send(MAIL)
+    assert [r.status for r in fake_mailgun.requests] == [429, 200] and mailer.waits == [1.0]

@@ -70,3 +70,10 @@ def test_unwritable_outbox_is_a_mail_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(MailError, match="cannot write to the outbox"):
         OutboxMailer(blocker / "outbox").send(Mail("x@example.edu", "s", "t"))
+
+
+def test_a_bad_address_writes_no_mail(tmp_path):
+    outbox = tmp_path / "outbox"
+    with pytest.raises(MailError, match="invalid email 'ada@example..edu'"):
+        OutboxMailer(outbox).send(Mail("ada@example..edu", "Your account", "Hello"))
+    assert not outbox.exists() or list(outbox.iterdir()) == []

@@ -341,3 +341,28 @@ def test_end_raises_when_its_entry_cannot_be_written(tmp_path):
         w.close()
         client.close()
         server.stop()
+
+
+def test_append_retries_until_redis_is_back_and_gives_up_after_retry_for(tmp_path):
+    server = start_redis(tmp_path / "redis", appendonly=True)
+    client = redis.Redis.from_url(server.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=0.5)
+    try:
+        logs = RedisLogStream(client, retry_for=30)
+        server.stop()
+        done: list[str] = []
+        t = threading.Thread(target=lambda: done.append(logs.append(JOB, [LogEntry(kind=LogKind.stdout, body="a\n")])))
+        t.start()
+        time.sleep(0.3)  # the append is retrying against a stopped Redis (it cannot finish before the restart)
+        assert not done
+        server.start()
+        t.join(30)
+        assert done and [e.body for _, e in logs.read(JOB)] == ["a\n"]  # written once
+        server.stop()
+        bounded = RedisLogStream(client, retry_for=0.5)
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="cannot write the log"):
+            bounded.append(JOB, [LogEntry(kind=LogKind.stdout, body="b\n")])
+        assert time.monotonic() - started < 0.5 + 2 * 1.5  # retry_for, plus one last wait and connect timeout
+    finally:
+        client.close()
+        server.stop()

@@ -19,20 +19,27 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import requests
+from auth0.authentication import GetToken
+from auth0.authentication.exceptions import Auth0Error, RateLimitError
 from auth0.management import Auth0
 from auth0.management.core.api_error import ApiError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from rai.config import AuthConfig
 from rai.crypto import PREFIX, decrypt, encrypt
 from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
 from rai.models import Account
+from rai.retrying import RetryLater, retry_after_seconds, wait_retry_after
 
 PER_PAGE = 100
 SEARCH_LIMIT = 1000  # Auth0 pages through the first 1000 matches only
-# The SDK retries 409 like 429, but for users a 409 means "taken" and never changes: writes go without the
-# SDK's retries, and `_call` itself waits out the rate limit (429), which a roster of 300 accounts meets.
-NO_RETRY_ON_CONFLICT = {"max_retries": 0}
-RATE_LIMIT_WAITS = (1.0, 2.0, 4.0, 8.0)
+# The SDK's own retries are off (they retry 409, which for users means "taken" and never changes): `_call`
+# waits out the rate limit (429, which a roster of 300 accounts meets) with tenacity, Retry-After honoured.
+NO_SDK_RETRIES = {"max_retries": 0}  # per request: auth0-python < 6 has no client-wide setting
+RATE_LIMIT_ATTEMPTS = 5  # tries per call, the first included
+RATE_LIMIT_BACKOFF = 1.0  # seconds before the second try, doubling after
+RATE_LIMIT_MAX_WAIT = 30.0  # seconds at most between two tries, whatever Retry-After says
 
 
 def _quote(value: str) -> str:
@@ -40,11 +47,15 @@ def _quote(value: str) -> str:
 
 
 class ClientCredentialsToken:
-    """A Management API token from the client-credentials grant, renewed a minute before it expires."""
+    """A Management API token from the client-credentials grant (the SDK's `GetToken`), renewed a
+    minute before it expires."""
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, audience: str):
+        parts = urlsplit(token_url)
         self.token_url, self.audience = token_url, audience
-        self.client_id, self.client_secret = client_id, client_secret
+        # `protocol` lets the tests' fake Auth0 speak plain http on 127.0.0.1; a tenant is https.
+        self._get_token = GetToken(parts.netloc, client_id, client_secret, timeout=15.0,
+                                   protocol=parts.scheme or "https")
         self._token: str | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
@@ -53,17 +64,16 @@ class ClientCredentialsToken:
         with self._lock:
             if self._token is None or time.time() > self._expires - 60:
                 try:
-                    r = httpx.post(self.token_url, timeout=15, data={
-                        "grant_type": "client_credentials", "client_id": self.client_id,
-                        "client_secret": self.client_secret, "audience": self.audience})
-                except httpx.HTTPError as e:
-                    raise ServiceUnavailable(f"Auth0 does not answer at {self.token_url}: {e}",
+                    data = self._get_token.client_credentials(self.audience)
+                except requests.RequestException as e:
+                    raise ServiceUnavailable(f"Auth0 does not answer at {self.token_url}: {type(e).__name__}",
                                              hint="check auth.domain / auth.base_url") from None
-                if r.status_code != 200:
-                    raise AuthError(f"Auth0 refused the Management API client credentials ({r.status_code})",
+                except RateLimitError as e:  # retried by the `_call` around the request that needed the token
+                    raise RetryLater("rate limited", retry_after_seconds(_header(e.headers, "Retry-After"))) from None
+                except Auth0Error as e:
+                    raise AuthError(f"Auth0 refused the Management API client credentials ({e.status_code})",
                                     hint="check auth.client_id and auth.client_secret, and that the application "
-                                         "is authorised for the Management API")
-                data = r.json()
+                                         "is authorised for the Management API") from None
                 self._token, self._expires = data["access_token"], time.time() + float(data.get("expires_in", 3600))
             return self._token
 
@@ -76,7 +86,9 @@ class Auth0Accounts:
             raise UserError("auth.provider is auth0 but neither auth.domain nor auth.base_url is set")
         self.cfg = cfg
         self.app_secret = app_secret
-        self.rate_limit_waits = RATE_LIMIT_WAITS
+        self.rate_limit_attempts = RATE_LIMIT_ATTEMPTS
+        self.rate_limit_backoff = RATE_LIMIT_BACKOFF
+        self.sleep = time.sleep
         base_url = (cfg.base_url or f"https://{cfg.domain}/api/v2").rstrip("/")
         token = cfg.token
         if not token:
@@ -86,7 +98,7 @@ class Auth0Accounts:
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
             audience = cfg.audience or f"https://{cfg.domain or urlsplit(base_url).netloc}/api/v2/"
             token = ClientCredentialsToken(origin + "/oauth/token", cfg.client_id, cfg.client_secret, audience)
-        self.api = client or Auth0(base_url=base_url, token=token, timeout=15, max_retries=3)
+        self.api = client or Auth0(base_url=base_url, token=token, timeout=15)
 
     # --- mapping
     def _user_id(self, access_key: str) -> str:
@@ -114,16 +126,19 @@ class Auth0Accounts:
         return Account.model_validate(meta)
 
     def _call(self, what: str, fn, *args, **kwargs):
-        for wait in self.rate_limit_waits:
-            try:
-                return self._call_once(what, fn, *args, **kwargs)
-            except _RateLimited:
-                time.sleep(wait)
-        raise ServiceUnavailable(f"{what}: Auth0's rate limit was reached; try again in a minute")
+        retrying = Retrying(
+            stop=stop_after_attempt(self.rate_limit_attempts), retry=retry_if_exception_type(RetryLater),
+            wait=wait_retry_after(wait_exponential(multiplier=self.rate_limit_backoff, max=RATE_LIMIT_MAX_WAIT),
+                                  cap=RATE_LIMIT_MAX_WAIT),
+            sleep=self.sleep, reraise=True)
+        try:
+            return retrying(self._call_once, what, fn, *args, **kwargs)
+        except RetryLater:
+            raise ServiceUnavailable(f"{what}: Auth0's rate limit was reached; try again in a minute") from None
 
     def _call_once(self, what: str, fn, *args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, request_options=NO_SDK_RETRIES, **kwargs)
         except ApiError as e:
             if e.status_code == 404:
                 return None
@@ -136,7 +151,7 @@ class Auth0Accounts:
                                 hint="check auth.token, or the client's grants (read:users, create:users, "
                                      "update:users, delete:users)") from None
             if e.status_code == 429:
-                raise _RateLimited() from None
+                raise RetryLater("rate limited", retry_after_seconds(_header(e.headers, "Retry-After"))) from None
             raise ServiceUnavailable(f"{what}: Auth0 answered {e.status_code}: {message}") from None
         except httpx.HTTPError as e:
             raise ServiceUnavailable(f"{what}: Auth0 does not answer ({e})",
@@ -162,8 +177,7 @@ class Auth0Accounts:
         self._call(f"creating {account.username}", self.api.users.create,
                    connection=self.cfg.connection, user_id=account.access_key, email=account.email,
                    email_verified=True, verify_email=False, password=password, blocked=account.revoked,
-                   nickname=account.username, app_metadata={"rai": self._metadata(account)}, **names,
-                   request_options=NO_RETRY_ON_CONFLICT)
+                   nickname=account.username, app_metadata={"rai": self._metadata(account)}, **names)
 
     def get(self, username: str) -> Account | None:
         found = self._search(f"looking up {username}", f"app_metadata.rai.username:{_quote(username)}")
@@ -195,8 +209,7 @@ class Auth0Accounts:
             changes["family_name"] = account.lastname
         if (_get(current, "email") or "").lower() != account.email.lower():
             changes["email"] = account.email
-        self._call(f"updating {account.username}", self.api.users.update, uid, **changes,
-                   request_options=NO_RETRY_ON_CONFLICT)
+        self._call(f"updating {account.username}", self.api.users.update, uid, **changes)
 
     def delete(self, username: str) -> None:
         account = self.get(username)
@@ -214,8 +227,8 @@ class Auth0Accounts:
         return sorted(found, key=lambda a: a.username)
 
 
-class _RateLimited(Exception):
-    pass
+def _header(headers: dict | None, name: str) -> str | None:
+    return next((v for k, v in (headers or {}).items() if k.lower() == name.lower()), None)
 
 
 def _get(obj, name: str):

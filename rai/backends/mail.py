@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from email_validator import EmailNotValidError, validate_email
+
 
 @dataclass
 class Mail:
@@ -25,3 +27,21 @@ class Mailer(Protocol):
 
 class MailError(Exception):
     pass
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` cannot receive mail (email-validator's syntax and domain-name rules), or None.
+
+    The domain's DNS is not asked: a roster is checked offline, and Mailgun reports bounces itself."""
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as e:
+        return f"invalid email {address!r}: {e}"
+    return None
+
+
+def check_recipient(mail: Mail) -> None:
+    """Raises MailError before anything is sent when the mail's address is not one."""
+    problem = address_problem(mail.to)
+    if problem:
+        raise MailError(problem)

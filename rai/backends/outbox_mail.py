@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from rai.backends.mail import Mail, MailError
+from rai.backends.mail import Mail, MailError, check_recipient
 from rai.models import utcnow
 
 
@@ -47,6 +47,7 @@ class OutboxMailer:
         self.sender = sender
 
     def send(self, mail: Mail) -> None:
+        check_recipient(mail)
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             data = build_message(mail, self.sender).as_bytes()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 from pydantic import ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from rai.errors import ServiceUnavailable
 from rai.models import LogEntry, LogKind
@@ -38,6 +39,8 @@ APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
 QUIET_EVERY = 2.0  # seconds between on_quiet calls of follow() while nothing comes
 
 _BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+APPEND_FIRST_WAIT = 0.05  # seconds before a batch is written again after a blip, doubling (tenacity) ...
+APPEND_MAX_WAIT = 1.0  # ... up to this; the bound in all is the stream's `retry_for` seconds
 
 # Append a batch once: KEYS = stream, seq hash; ARGV = writer, batch number, maxlen, entries...
 # A retry of a batch that already landed returns the id it got instead of writing it again.
@@ -109,16 +112,12 @@ class RedisLogStream:
         writer = f"{self._writer}:{threading.get_ident()}"
         args = [writer, next(self._batches), self.max_entries, *payloads]
         keys = [self.key(job_id), self.seq_key(job_id)]
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
-        while True:
-            try:
-                return _s(self._append(keys=keys, args=args))
-            except _BLIPS as e:
-                if time.monotonic() + delay > deadline:
-                    raise _unavailable(e, f"cannot write the log of job {job_id} to Redis") from e
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        retrying = Retrying(stop=stop_after_delay(self.retry_for), retry=retry_if_exception_type(_BLIPS),
+                            wait=wait_exponential(multiplier=APPEND_FIRST_WAIT, max=APPEND_MAX_WAIT), reraise=True)
+        try:
+            return _s(retrying(self._append, keys=keys, args=args))
+        except _BLIPS as e:
+            raise _unavailable(e, f"cannot write the log of job {job_id} to Redis") from e
 
     def expire(self, job_id: str, seconds: float) -> None:
         ms = max(1, int(seconds * 1000))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from rai.backends.auth import DatabaseAccounts
-from rai.backends.auth0_accounts import Auth0Accounts
+from rai.backends.auth0_accounts import RATE_LIMIT_ATTEMPTS, Auth0Accounts
 from rai.backends.db import SQLiteDatabase
 from rai.config import AuthConfig
-from rai.errors import AuthError, UserError
+from rai.errors import AuthError, ServiceUnavailable, UserError
 from rai.models import Account, utcnow
 from tests.fixtures.auth0_fake import CLIENT_ID, CLIENT_SECRET
 
@@ -124,16 +124,46 @@ def test_auth0_gets_its_token_by_client_credentials(auth0_server, auth0_config):
 
 def test_auth0_rate_limits_are_waited_out_and_conflicts_are_not_retried(auth0_server, auth0_config):
     accounts = Auth0Accounts(auth0_config)
-    accounts.rate_limit_waits = (0.01, 0.01, 0.01, 0.01)
+    waits: list[float] = []
+    accounts.sleep = waits.append
     accounts.add(account())
-    auth0_server.fail_next["PATCH users/{id}"] = [429, 429, 429]  # writes go once through the SDK; rai waits
+    auth0_server.fail_next["PATCH users/{id}"] = [429, 429, 429]  # the SDK does not retry; rai (tenacity) does
     accounts.update(account(role="ta"))
     assert accounts.by_access_key("AKADA").role == "ta"
     assert auth0_server.calls["PATCH users/{id}"] == 4
+    assert waits == [1.0, 2.0, 4.0]  # exponential (the fake's Retry-After is 0)
     before = auth0_server.calls["POST users"]
     with pytest.raises(UserError, match="already exists"):
         Auth0Accounts(auth0_config).add(account("bob", email="ada@example.edu"))
     assert auth0_server.calls["POST users"] == before + 1
+
+
+def test_a_rate_limited_token_fetch_is_retried(auth0_server, auth0_config):
+    cfg = auth0_config.model_copy(update={"token": None, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    accounts = Auth0Accounts(cfg)
+    waits: list[float] = []
+    accounts.sleep = waits.append
+    auth0_server.fail_next["POST oauth/token"] = [429, 429]
+    assert accounts.by_access_key("AKNOBODY") is None
+    assert auth0_server.calls["POST oauth/token"] == 3 and waits == [1.0, 2.0]
+
+
+def test_auth0_retry_after_is_honoured_and_the_retries_are_bounded(auth0_server, auth0_config):
+    accounts = Auth0Accounts(auth0_config)
+    waits: list[float] = []
+    accounts.sleep = waits.append
+    accounts.add(account())
+    auth0_server.retry_after = "7"
+    auth0_server.fail_next["GET users/{id}"] = [429]
+    assert accounts.by_access_key("AKADA") is not None and waits == [7.0]  # longer than the 1 s backoff
+    auth0_server.retry_after = "0"
+    waits.clear()
+    before = auth0_server.calls["GET users/{id}"]
+    auth0_server.fail_next["GET users/{id}"] = [429] * 10
+    with pytest.raises(ServiceUnavailable, match="rate limit"):
+        accounts.by_access_key("AKADA")
+    assert auth0_server.calls["GET users/{id}"] - before == RATE_LIMIT_ATTEMPTS
+    assert len(waits) == RATE_LIMIT_ATTEMPTS - 1
 
 
 def test_auth0_config_errors_say_what_to_set():

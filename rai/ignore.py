@@ -1,0 +1,37 @@
+""".raiignore: which files of a project folder are not uploaded, with git's own .gitignore rules.
+
+The patterns are read by pathspec's `GitIgnoreSpec` (gitignore semantics, tested against
+`git check-ignore`): `*.o`, `build/`, `/data`, `**/logs`, `a/*.o` (not `a/b/c.o`), `!keep.o`.
+As in git, a directory that is ignored takes everything under it along: callers walking a tree do
+not descend into one (and a `!` rule cannot bring back a file under it). The user's profile is
+never packed, whatever `.raiignore` says: those default rules cannot be negated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+IGNORE_FILE = ".raiignore"
+ALWAYS_IGNORED = (".rai_profile", "*.rai_profile")
+
+
+class IgnoreRules:
+    """gitignore rules over paths relative to the project folder, in POSIX form (`src/main.o`)."""
+
+    def __init__(self, patterns: Iterable[str], always: Iterable[str] = ()):
+        self.spec = GitIgnoreSpec.from_lines(list(patterns))
+        self.always = GitIgnoreSpec.from_lines(list(always))
+
+    @classmethod
+    def for_project(cls, directory: Path) -> IgnoreRules:
+        f = Path(directory) / IGNORE_FILE
+        patterns = f.read_text(errors="replace").splitlines() if f.is_file() else []
+        return cls(patterns, always=ALWAYS_IGNORED)
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        """Whether this path is ignored, its parent folders being kept (a walker stops at ignored ones)."""
+        path = rel.strip("/") + ("/" if is_dir else "")
+        return self.always.match_file(path) or self.spec.match_file(path)
