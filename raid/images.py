@@ -346,8 +346,8 @@ def _candidates(client: docker.DockerClient, uses: dict[str, float]) -> list[Can
         tags = list(img.tags or [])
         built = (img.labels or {}).get("rai.built") == "1"
         known = [uses[t] for t in tags if t in uses]
-        if not built and not known:
-            continue  # not pulled or built by this node: an operator's image, never pruned here
+        if not known:
+            continue  # not pulled, built or run by this node: an operator's (or another node's), never pruned here
         created = _created(img.attrs.get("Created"))
         out.append(Candidate(tags, img.id, int(img.attrs.get("Size") or 0), built, max(known or [created])))
     return out
