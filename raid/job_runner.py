@@ -281,6 +281,7 @@ class JobRunner:
                 raise Refused(upload_refusal(e)) from None
             if ranked is not None:
                 ranked.check_source(source_tar)
+            image_started = time.monotonic()
             try:
                 image = self._image(req, account, spec, limits, source_tar, writer)
             except BuildFailed as e:
@@ -290,7 +291,9 @@ class JobRunner:
             run_spec = RunSpec(
                 job_id=req.job_id, image=image, commands=spec.commands.build, env=thread_env(limits.cpus),
                 source_tar=source_tar, network=limits.network, memory_limit=limits.memory,
-                pids_limit=self.cfg.docker.pids_limit, time_limit=limits.time, gpus=limits.gpus,
+                pids_limit=self.cfg.docker.pids_limit, gpus=limits.gpus,
+                time_limit=max(1.0, limits.time - (time.monotonic() - image_started)) if spec.commands.build_image
+                else limits.time,  # a build's time counts against the job's limit; a pull's does not
                 labels={"rai.node": self.node, "rai.user": req.username},
                 output_limit=self.cfg.docker.output_limit, nofile=self.cfg.docker.nofile, nproc=self.cfg.docker.nproc,
                 cpus=limits.cpus,
