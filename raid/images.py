@@ -366,7 +366,8 @@ def _created(value) -> float:
 
 def in_use_ids(client: docker.DockerClient, needed: Iterable[str]) -> set[str]:
     """Ids of the images every container (any state) runs and of the `needed` ones (waiting and running jobs')."""
-    ids = {c.attrs.get("Image", "") for c in client.containers.list(all=True)}
+    # the list's own summaries: inspecting each container races with jobs whose containers go meanwhile
+    ids = {c.get("ImageID") or c.get("Image") or "" for c in client.api.containers(all=True)}
     for name in needed:
         try:
             ids.add(client.images.get(name).id)
