@@ -150,9 +150,18 @@ class DockerConfig(Section):
     nproc: int = 4096
     allow_network: bool = True  # a spec may ask for network when its role allows it
     gpu_driver: str = "nvidia"
+    cpu_limit: float | None = Field(default=None, gt=0)  # CPUs a job may use at most (resources.limits.cpus capped)
+    allowed_images: list[str] = Field(default_factory=lambda: ["*"])  # glob patterns; a role's own list wins
+    image_keep: float | None = 7 * 86400  # images raid used or built, unused this long, are pruned; None: kept
+    build_budget: int | None = None  # bytes the images built from projects may take; past it the oldest go
+    build_memory_limit: int = 4 * 1024**3  # memory a project's image build may use
+    prune_interval: float = 3600.0  # seconds between two prunes of the node's images
 
-    _dur = field_validator("time_limit", mode="before")(lambda v: parse_duration(v))
-    _size = field_validator("memory_limit", "output_limit", "upload_limit", mode="before")(lambda v: parse_size(v))
+    _dur = field_validator("time_limit", "prune_interval", mode="before")(lambda v: parse_duration(v))
+    _keep = field_validator("image_keep", mode="before")(lambda v: None if v is None else parse_duration(v))
+    _size = field_validator("memory_limit", "output_limit", "upload_limit", "build_memory_limit",
+                            mode="before")(lambda v: parse_size(v))
+    _budget = field_validator("build_budget", mode="before")(lambda v: None if v is None else parse_size(v))
 
 
 class RaidConfig(Section):
@@ -162,7 +171,9 @@ class RaidConfig(Section):
     max_request_age: float = 7 * 86400  # a signed request older than this is refused
     work_dir: str | None = None
     gpus: int | None = Field(default=None, ge=0)  # GPUs this node offers jobs; None: as many as nvidia-smi lists
+    min_free_disk: int | None = 2 * 1024**3  # below this free in work_dir the node takes no jobs; None: no check
 
+    _free = field_validator("min_free_disk", mode="before")(lambda v: None if v is None else parse_size(v))
     _dur = field_validator("heartbeat_interval", "max_request_age", mode="before")(
         lambda v: parse_duration(v)
     )
@@ -221,6 +232,7 @@ class RoleLimits(Section):
     network: bool = False
     queues: list[str] | None = None  # None: any queue
     jobs_at_once: int | None = None
+    allowed_images: list[str] | None = None  # glob patterns; None: docker.allowed_images
 
     _dur = field_validator("time_limit", mode="before")(lambda v: None if v is None else parse_duration(v))
     _size = field_validator("memory_limit", mode="before")(lambda v: None if v is None else parse_size(v))

@@ -55,7 +55,9 @@ class NodeView:
     def state(self) -> str:
         if self.heartbeat is None:
             return "lost"
-        return "draining" if self.draining else "active"
+        if self.draining:
+            return "draining"
+        return "low disk" if self.heartbeat.refusing else "active"
 
 
 class LiveBoard:

@@ -203,6 +203,7 @@ class NodeHeartbeat(Message):
     gpus: list[GPUStat] = Field(default_factory=list)
     gpu_count: int = 0  # GPUs the node offers jobs (raid.gpus, or those nvidia-smi lists at start)
     draining: bool = False
+    refusing: str | None = None  # why the node takes no jobs now (disk below raid.min_free_disk)
     started_at: datetime | None = None
     at: datetime = Field(default_factory=utcnow)
 

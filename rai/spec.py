@@ -57,6 +57,7 @@ class Limits(_Strict):
     network: bool = False
     time: float | None = None
     memory: int | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
 
     @field_validator("time", mode="before")
     @classmethod

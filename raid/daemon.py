@@ -7,6 +7,7 @@ rest back to the queue. A second signal hands them back at once.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -15,9 +16,11 @@ from rai import __version__
 from rai.backends import Backends
 from rai.config import Config
 from rai.models import utcnow
+from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats
 from raid.heartbeat import Heartbeat
+from raid.images import prune
 from raid.job_runner import JobRunner, remove_left_work
 from raid.ranking import RankedSubmissions
 
@@ -53,6 +56,43 @@ class Daemon:
     def draining(self) -> bool:
         return self.b.live.is_draining(self.node)
 
+    def refusing(self, free: int | None = None) -> str | None:
+        """Why the node takes no jobs now (its work folder's disk below raid.min_free_disk), or None."""
+        floor = self.config.raid.min_free_disk
+        if floor is None:
+            return None
+        if free is None:
+            work = self.config.raid.work_path()
+            work.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(work).free
+        if free >= floor:
+            return None
+        return f"taking no jobs: {format_size(free)} free on disk, below raid.min_free_disk ({format_size(floor)})"
+
+    def needed_images(self) -> set[str]:
+        """The images of the jobs this node runs and of those waiting on its queue: never pruned."""
+        needed = set(self.runner.images_in_use.values())
+        for job_id in self.b.redis.zrange(f"rai:waiting:{self.queue_name}", 0, 999):
+            record = self.b.live.get_job(job_id.decode() if isinstance(job_id, bytes) else job_id)
+            if record is not None and record.image:
+                needed.add(record.image)
+        return needed
+
+    def prune_images(self) -> list[str]:
+        docker = self.config.docker
+        return prune(self.executor.client, self.runner.image_uses, docker.image_keep, docker.build_budget,
+                     self.needed_images())
+
+    def _prune_loop(self) -> None:
+        while not self.stop_claiming.is_set():
+            try:
+                removed = self.prune_images()
+                if removed:
+                    log.info("pruned %d unused images: %s", len(removed), ", ".join(removed))
+            except Exception as e:  # a failed prune must not stop the node; the next one retries
+                log.warning("pruning images failed: %s", e)
+            self.stop_claiming.wait(self.config.docker.prune_interval)
+
     def start(self) -> None:
         # Make sure the backends answer before claiming anything: a clear error now beats a crash later.
         self.b.redis.ping()
@@ -65,6 +105,7 @@ class Daemon:
             log.warning("removed %d work folders left by a previous run of this node", left)
         self.heartbeat.start()
         self.submissions.publish()
+        threading.Thread(target=self._prune_loop, name="image-prune", daemon=True).start()
         for slot in range(self.capacity):
             t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)
             t.start()
@@ -74,9 +115,14 @@ class Daemon:
     def _slot(self, slot: int) -> None:
         consumer = f"{self.node}-{slot}"
         backoff = 1.0
+        said = None
         while not self.stop_claiming.is_set():
             try:
-                if self.draining():
+                refusing = self.refusing()
+                if refusing != said and slot == 0:
+                    log.warning("%s", refusing or "disk space is back: taking jobs again")
+                said = refusing
+                if refusing or self.draining():
                     self.stop_claiming.wait(1.0)
                     continue
                 claimed = self.b.queue.claim(self.queue_name, consumer, block=1.0)

@@ -37,10 +37,11 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from rai.config import DockerConfig
-from rai.errors import ServiceUnavailable, UserError
+from rai.errors import ServiceUnavailable
 from rai.models import JobState
 from rai.retrying import RetryLater
 from raid.container_output import OutputDemux, TarUpload, copy_build_archive
+from raid.images import ImageNotFound, ensure_image
 from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text, token_tar
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ REMOVE_ATTEMPTS = 6  # tries to remove a job's container (about 30 s in all)
 CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids hierarchy, then v2's unified one
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
 SOCKETS = ["unix:///run/podman/podman.sock", "unix:///var/run/docker.sock"]
-
-
-class ImageNotFound(UserError):
-    """The job's image is not on the node and cannot be pulled."""
 
 
 @dataclass
@@ -78,6 +75,7 @@ class RunSpec:
     output_limit: int = 1 << 30  # bytes of /build archive kept
     nofile: int = 1024
     nproc: int = 4096
+    cpus: float | None = None  # CPU quota (nano_cpus); None: no limit
 
 
 @dataclass
@@ -177,29 +175,8 @@ class Executor:
             return False
 
     def ensure_image(self, image: str, sink: OutputSink) -> None:
-        """Pull `image` when the node lacks it; ImageNotFound when it cannot be had."""
-        try:
-            self.client.images.get(image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as e:
-            if e.status_code != 404:
-                raise
-        sink.status(f"pulling image {image}")
-        started = time.monotonic()
-        try:
-            for event in self.client.api.pull(image, stream=True, decode=True):
-                if isinstance(event, dict) and event.get("error"):
-                    raise docker.errors.APIError(event["error"])
-            self.client.images.get(image)
-        except (docker.errors.APIError, docker.errors.ImageNotFound) as e:
-            reason = getattr(e, "explanation", None) or str(e)
-            raise ImageNotFound(
-                f"image {image} not found",
-                hint=f"the node could not pull it ({short(str(reason), 200)}); check rai.image in rai_build.yml",
-            ) from None
-        sink.status(f"pulled image {image} in {duration_text(round(time.monotonic() - started))}")
+        """Pull `image` when the node lacks it (progress in the job log); ImageNotFound says why it cannot."""
+        ensure_image(self.client, image, sink)
 
     def remove_leftovers(self, labels: dict[str, str]) -> int:
         """Remove every container (any state) carrying all of `labels`; returns how many."""
@@ -354,6 +331,8 @@ class Executor:
             kwargs["network_mode"] = "none"
         if spec.pids_limit:
             kwargs["pids_limit"] = spec.pids_limit
+        if spec.cpus:
+            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.memory_limit:
             kwargs["mem_limit"] = spec.memory_limit
             kwargs["memswap_limit"] = spec.memory_limit

@@ -41,7 +41,8 @@ class Heartbeat:
             version=__version__, queue=self.d.queue_name, capacity=self.d.capacity,
             running=self.d.running_jobs(), cpu_percent=psutil.cpu_percent(None), memory_percent=mem.percent,
             memory_total=mem.total, disk_free=disk.free, disk_total=disk.total, gpus=gpu_stats(),
-            gpu_count=self.d.gpus, draining=self.d.draining(), started_at=self.d.started_at,
+            gpu_count=self.d.gpus, draining=self.d.draining(), refusing=self.d.refusing(disk.free),
+            started_at=self.d.started_at,
         )
 
     def beat(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -17,11 +18,13 @@ from rai.backends.log_writer import LogWriter
 from rai.backends.queue import ClaimedJob
 from rai.backends.store import output_key
 from rai.errors import NotFound, ServiceUnavailable, UserError
+from rai.image_policy import allowed_patterns
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size, plural
 from raid.executor import Executor, RunSpec
+from raid.images import IMAGE_USES, BuildFailed, BuildRequest, ImageRefused, ImageUses, build_image
 from raid.verify import MustWait, Refused, check_jobs_at_once, jobs_at_once_limit, role_limits, verify_request
 
 log = logging.getLogger("raid.job")
@@ -55,6 +58,8 @@ class JobRunner:
         # how long a running job's jobs_at_once slot outlives its node's last keep-alive
         self._slot_lease = max(5.0, self.cfg.broker.visibility_timeout)
         self._waiting: dict[str, float] = {}  # job id -> when this node last sent it back to wait its turn
+        self.images_in_use: dict[str, str] = {}  # job id -> the image it runs in (the node's prune keeps them)
+        self.image_uses = ImageUses(node_work_dir(self.cfg, node) / IMAGE_USES)
 
     def run(self, claimed: ClaimedJob, consumer: str) -> None:
         try:
@@ -112,6 +117,7 @@ class JobRunner:
         finally:
             stop_keepalive.set()
         if handed_back:
+            self.images_in_use.pop(req.job_id, None)
             writer.status(f"node {self.node} is shutting down: the job goes back to the queue and will run again")
             writer.close()
             record.state = JobState.queued
@@ -120,6 +126,7 @@ class JobRunner:
             self.b.queue.release(claimed)
             return
         self._waiting.pop(req.job_id, None)
+        self.images_in_use.pop(req.job_id, None)
         if not end.duration:
             end.duration = round(time.monotonic() - started, 3)
         try:
@@ -274,14 +281,22 @@ class JobRunner:
                 raise Refused(upload_refusal(e)) from None
             if ranked is not None:
                 ranked.check_source(source_tar)
-            self.executor.ensure_image(spec.rai.image, writer)
+            image_started = time.monotonic()
+            try:
+                image = self._image(req, account, spec, limits, source_tar, writer)
+            except BuildFailed as e:
+                state = JobState.timeout if e.timed_out else JobState.cancelled if e.cancelled else JobState.failed
+                return spec, JobEnd(state=state, message=e.message)
             build_tar = tmpdir / "build.tar"
             run_spec = RunSpec(
-                job_id=req.job_id, image=spec.rai.image, commands=spec.commands.build, env={},
+                job_id=req.job_id, image=image, commands=spec.commands.build, env=thread_env(limits.cpus),
                 source_tar=source_tar, network=limits.network, memory_limit=limits.memory,
-                pids_limit=self.cfg.docker.pids_limit, time_limit=limits.time, gpus=limits.gpus,
+                pids_limit=self.cfg.docker.pids_limit, gpus=limits.gpus,
+                time_limit=max(1.0, limits.time - (time.monotonic() - image_started)) if spec.commands.build_image
+                else limits.time,  # a build's time counts against the job's limit; a pull's does not
                 labels={"rai.node": self.node, "rai.user": req.username},
                 output_limit=self.cfg.docker.output_limit, nofile=self.cfg.docker.nofile, nproc=self.cfg.docker.nproc,
+                cpus=limits.cpus,
             )
             sink = ranked.watch(writer) if ranked is not None else writer
             result = self.executor.run(run_spec, sink, lambda: self._cancel_reason(req.job_id), build_tar)
@@ -302,6 +317,27 @@ class JobRunner:
                 end.message += "; " + ranked.finish(result.state, build_tar, self.executor, run_spec, writer,
                                                     lambda: self._cancel_reason(req.job_id))
             return spec, end
+
+    def _image(self, req: JobRequest, account, spec: JobSpec, limits, source_tar: Path, writer: LogWriter) -> str:
+        """The image the job runs in: the project's own, built (or found built) from its Dockerfile, else
+        rai.image, pulled when missing. Noted as used, so the node's prune keeps it."""
+        wanted = spec.commands.build_image
+        if wanted is None:
+            self.executor.ensure_image(spec.rai.image, writer)
+            image = spec.rai.image
+        else:
+            build = BuildRequest(
+                username=req.username, image_name=wanted.image_name, dockerfile=wanted.dockerfile or "Dockerfile",
+                no_cache=wanted.no_cache, context_tar=source_tar, memory_limit=self.cfg.docker.build_memory_limit,
+                network=limits.network, allowed=allowed_patterns(self.cfg, account.role))
+            try:
+                image = build_image(self.executor.client, build, writer, limits.time,
+                                    lambda: self._cancel_reason(req.job_id))
+            except ImageRefused as e:
+                raise Refused(e.message) from None
+        self.images_in_use[req.job_id] = image
+        self.image_uses.touch(image)
+        return image
 
     def _work_dir(self) -> str:
         path = node_work_dir(self.cfg, self.node)
@@ -331,6 +367,14 @@ class JobRunner:
                 writer.close()
                 self.b.logs.expire(req.job_id, self.cfg.pubsub.retention)
         log.info("job %s %s exit=%s %.2fs", req.job_id, end.state.value, end.exit_code, end.duration)
+
+
+def thread_env(cpus: float | None) -> dict[str, str]:
+    """OMP_NUM_THREADS and MKL_NUM_THREADS matching the job's CPU quota (none without one)."""
+    if not cpus:
+        return {}
+    threads = str(max(1, math.ceil(cpus)))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def node_work_dir(cfg, node: str) -> Path:

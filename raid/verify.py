@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rai.backends.auth import Accounts, authenticate
 from rai.config import Config, DockerConfig, RoleLimits
 from rai.errors import AuthError
+from rai.image_policy import image_refusal
 from rai.models import Account, JobRequest, utcnow
 from rai.spec import JobSpec
 
@@ -30,6 +31,7 @@ class Limits:
     memory: int
     network: bool
     gpus: int
+    cpus: float | None = None
 
 
 def verify_request(req: JobRequest, accounts: Accounts, max_age: float) -> Account:
@@ -64,7 +66,12 @@ def role_limits(config: Config, account: Account, spec: JobSpec, queue: str) -> 
         raise Refused(f"refused: {spec.gpus} GPUs asked, role {account.role} may use {role.gpus}")
     time = min(x for x in (spec.resources.limits.time, role.time_limit, server.time_limit) if x is not None)
     memory = min(x for x in (spec.resources.limits.memory, role.memory_limit, server.memory_limit) if x is not None)
-    return Limits(time=time, memory=memory, network=spec.network, gpus=spec.gpus)
+    cpus = [x for x in (spec.resources.limits.cpus, server.cpu_limit) if x is not None]
+    if spec.commands.build_image is None:  # a built image's FROM lines are checked when it builds
+        refusal = image_refusal(spec.rai.image, config, account.role)
+        if refusal is not None:
+            raise Refused(f"refused: {refusal}")
+    return Limits(time=time, memory=memory, network=spec.network, gpus=spec.gpus, cpus=min(cpus) if cpus else None)
 
 
 def jobs_at_once_limit(config: Config, account: Account) -> int | None:

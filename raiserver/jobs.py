@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from rai.backends.auth import authenticate
 from rai.backends.store import upload_key
 from rai.errors import AuthError, NotFound, UserError
+from rai.image_policy import image_refusal
 from rai.models import Account, CancelRequest, JobRecord, JobRequest, JobState
 from rai.projects import published_projects
 from rai.signing import verify
@@ -155,6 +156,10 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
     if role is not None and role.queues is not None and job.queue not in role.queues:
         raise Refusal(403, f"role {account.role} may not use queue {job.queue}",
                       hint=f"allowed: {', '.join(role.queues)}")
+    if spec.commands.build_image is None:  # a built image's FROM lines are checked by raid, which has the Dockerfile
+        refusal = image_refusal(spec.rai.image, state.config, account.role)
+        if refusal is not None:
+            raise Refusal(403, refusal)
     if job.submission:
         try:
             published_projects(state.b.redis, state.config.projects).resolve(job.submission)

@@ -21,7 +21,7 @@ _RICH_STATE = {
     JobState.refused: "#ff6b6b",
     JobState.error: "bold #ff6b6b",
 }
-NODE_STATE = {"active": "#4ec97b", "draining": "bold #e6b34a", "lost": "bold #ff6b6b"}
+NODE_STATE = {"active": "#4ec97b", "draining": "bold #e6b34a", "low disk": "bold #ff6b6b", "lost": "bold #ff6b6b"}
 DIM = "#8a8f98"
 WARN = "bold #e6b34a"
 BAD = "bold #ff6b6b"

@@ -341,7 +341,7 @@ def test_missing_image(executor, job):
     assert sink.statuses() == ["pulling image localhost/rai-no-such-image:1"]
     result, _, archive = job(["true"], image="localhost/rai-no-such-image:1")
     assert result.state == JobState.error
-    assert result.message == "image localhost/rai-no-such-image:1 not found"
+    assert result.message.startswith("image localhost/rai-no-such-image:1 not found: the node has no such image")
     assert not archive.exists()
 
 

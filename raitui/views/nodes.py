@@ -82,7 +82,7 @@ class NodesView(View):
             return (Text(n.name, style=DIM), state, dash, dash, dash, dash, Text("-", style=DIM),
                     Text("-", style=DIM), Text("-", style=DIM), Text("expired", style=BAD, justify="right"))
         disk = Text(size_text(hb.disk_free), justify="right")
-        if disk_low(hb):
+        if disk_low(hb) or hb.refusing:  # refusing: below raid.min_free_disk, the node takes no jobs
             disk = Text(f"⚠ {size_text(hb.disk_free)}", style=BAD, justify="right")
         jobs = Text(f"{len(hb.running)}/{hb.capacity}", justify="right",
                     style="bold" if hb.running else "")
