@@ -214,6 +214,17 @@ class ServerConfig(Section):
         return self.rate_limits.get("student")
 
 
+class SchedulerConfig(Section):
+    """Which waiting job a node takes next (rai/fairshare.py has the arithmetic)."""
+
+    policy: Literal["fair", "fifo"] = "fair"  # fair: the least recent usage first; fifo: submission order
+    half_life: float = 3600.0  # seconds after which a job's usage counts half
+    by: Literal["user", "team"] = "user"  # whose usage is compared: each user's, or each team's
+    age_weight: float = Field(default=0.01, ge=0)  # usage-seconds a second of waiting is worth (no starving)
+
+    _dur = field_validator("half_life", mode="before")(lambda v: parse_duration(v))
+
+
 class RoleLimits(Section):
     time_limit: float | None = None
     memory_limit: int | None = None
@@ -248,6 +259,7 @@ class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
     projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/projects.py)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # fair share or fifo (rai/fairshare.py)
     source: str | None = None  # the file this was read from, None for embedded defaults
 
     def app_secret(self) -> str | None:

@@ -193,8 +193,9 @@ def _status(state: ServerState, account: Account, job_id: str) -> JobStatus:
     record = own_job(state, account, job_id)
     waiting = None
     if record.state == JobState.queued and record.queue:
-        place = state.b.live.waiting_position(record.queue, record.job_id)
-        if place is not None:
+        waiting = state.places.place(record.queue, record.job_id)
+        place = None if waiting is not None else state.b.live.waiting_position(record.queue, record.job_id)
+        if place is not None:  # claimed, not started yet: its place by submission time
             waiting = Waiting(ahead=place[0], on_queue=place[1])
     return JobStatus(job=record, waiting=waiting)
 
