@@ -18,6 +18,7 @@ from rai.backends.queue import ClaimedJob
 from rai.backends.store import output_key
 from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
+from rai.quotas import QuotaBook
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size, plural
@@ -187,6 +188,9 @@ class JobRunner:
             self.b.usage.charge(who, (weight * duration if duration is not None else 0.0) - claimed.charged)
             if duration is not None:
                 self.b.usage.record_duration(claimed.queue, duration)
+                req = JobRequest.from_json(claimed.body)
+                gpus = int(req.spec.get("resources", {}).get("gpu", {}).get("count") or 0)
+                QuotaBook(self.b.redis).count_gpu_time(req.username, req.job_id, gpus * duration)
         except Exception as e:  # usage only orders the queue; the job's end matters more
             log.warning("charging the usage of job message %s failed: %s", claimed.message_id, e)
 

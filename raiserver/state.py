@@ -11,6 +11,7 @@ import redis.asyncio
 
 from rai.backends import Backends
 from rai.config import Config
+from rai.quotas import QuotaBook
 from raiserver.auth import Authenticator
 from raiserver.places import PlaceBoard
 from raiserver.ratelimit import SubmitRate
@@ -24,6 +25,7 @@ class ServerState:
         self.b = backends or Backends(config)
         self.auth = Authenticator(self.b, config.server.request_window)
         self.rate = SubmitRate(self.b.redis)
+        self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/quotas.py)
         self.places = PlaceBoard(self.b)  # waiting jobs' places (fair share or fifo) and ETAs
         self.spool = tempfile.mkdtemp(prefix="rai-server-")  # uploads on their way to the store
         self._follow_redis: redis.asyncio.Redis | None = None
