@@ -112,15 +112,18 @@ class UploadBar:
             self.progress.stop()
 
 
-def place_text(position: tuple[int, int] | None) -> str:
+def place_text(position: tuple | None) -> str:
+    """"2 jobs ahead of yours (5 waiting), starts in about 6 min" from (ahead, waiting[, eta])."""
     from rai.units import plural
 
     if position is None:
         return "not known"
-    ahead, waiting = position
+    ahead, waiting, *eta = position
+    when = f", starts in {eta[0]}" if eta and eta[0] != "under a minute" else (", starts within a minute"
+                                                                                if eta else "")
     if ahead == 0:
-        return "yours is next"
-    return f"{plural(ahead, 'job')} ahead of yours ({waiting} waiting)"
+        return "yours is next" + when
+    return f"{plural(ahead, 'job')} ahead of yours ({waiting} waiting){when}"
 
 
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None, queue: str | None = None) -> int:
@@ -253,6 +256,8 @@ def status(obj: Context, job_id: str, as_json: bool) -> int:
         data = record.model_dump(mode="json")
         if position is not None:
             data["waiting"] = {"ahead": position[0], "on_queue": position[1]}
+            if len(position) > 2:
+                data["waiting"]["eta"] = position[2]
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(_record_table(record))

@@ -133,15 +133,16 @@ class Client:
             if event == "waiting":
                 if on_wait is not None:
                     place = json.loads(data)
-                    on_wait((int(place["ahead"]), int(place["on_queue"])))
+                    on_wait(_place(place))
                 continue
             yield LogEntry.model_validate_json(data)
 
-    def status(self, job_id: str) -> tuple[JobRecord, tuple[int, int] | None]:
-        """The job's record, and while it waits (jobs waiting ahead of it, jobs waiting on its queue)."""
+    def status(self, job_id: str) -> tuple[JobRecord, tuple | None]:
+        """The job's record, and while it waits (jobs waiting ahead of it, jobs waiting on its queue), with
+        the server's ETA in words third when it gave one ("about 6 min")."""
         data = self.api.get(job_path(job_id))
         waiting = data.get("waiting")
-        return JobRecord.model_validate(data["job"]), (waiting["ahead"], waiting["on_queue"]) if waiting else None
+        return JobRecord.model_validate(data["job"]), _place(waiting) if waiting else None
 
     def cancel(self, job_id: str) -> JobRecord:
         req = CancelRequest(job_id=job_id, access_key=self.profile.access_key)
@@ -167,6 +168,12 @@ class Client:
             archive = Path(tmp) / "build.tar.zst"
             self.api.download(job_path(job_id, "/outputs"), archive)
             return unpack(archive, Path(dest), strip_top="build", limits=limits)
+
+
+def _place(waiting: dict) -> tuple:
+    """(ahead, on_queue) from the server's `waiting` answer, plus its ETA in words when it has one."""
+    place = (int(waiting["ahead"]), int(waiting["on_queue"]))
+    return (*place, str(waiting["eta"])) if waiting.get("eta") else place
 
 
 def _upload_body(first: bytes, rest: Iterator[bytes], cap: int | None,

@@ -225,6 +225,36 @@ class ServerConfig(Section):
         return self.rate_limits.get("student")
 
 
+class UserQuota(Section):
+    """One user's quota, overriding their role's (a key left out keeps the role's; null: no limit)."""
+
+    jobs_per_hour: int | None = Field(default=None, ge=0)
+    gpu_hours_per_day: float | None = Field(default=None, ge=0)
+
+
+class SchedulerConfig(Section):
+    """Which waiting job a node takes next (rai/fairshare.py has the arithmetic)."""
+
+    policy: Literal["fair", "fifo"] = "fair"  # fair: the least recent usage first; fifo: submission order
+    half_life: float = 3600.0  # seconds after which a job's usage counts half
+    by: Literal["user", "team"] = "user"  # whose usage is compared: each user's, or each team's
+    age_weight: float = Field(default=0.01, ge=0)  # usage-seconds a second of waiting is worth (no starving)
+    quotas: dict[str, UserQuota] = Field(default_factory=dict)  # username -> quota overriding the role's
+
+    def quota(self, roles: dict, role: str, username: str) -> tuple[int | None, float | None]:
+        """(jobs_per_hour, gpu_hours_per_day) for `username` of `role`: their override, else the role's."""
+        limits = roles.get(role)
+        jobs = limits.jobs_per_hour if limits else None
+        gpu = limits.gpu_hours_per_day if limits else None
+        mine = self.quotas.get(username)
+        if mine is not None:
+            jobs = mine.jobs_per_hour if "jobs_per_hour" in mine.model_fields_set else jobs
+            gpu = mine.gpu_hours_per_day if "gpu_hours_per_day" in mine.model_fields_set else gpu
+        return jobs, gpu
+
+    _dur = field_validator("half_life", mode="before")(lambda v: parse_duration(v))
+
+
 class RoleLimits(Section):
     time_limit: float | None = None
     memory_limit: int | None = None
@@ -233,6 +263,8 @@ class RoleLimits(Section):
     queues: list[str] | None = None  # None: any queue
     jobs_at_once: int | None = None
     allowed_images: list[str] | None = None  # glob patterns; None: docker.allowed_images
+    jobs_per_hour: int | None = Field(default=None, ge=0)  # submissions an hour; more are refused at submit
+    gpu_hours_per_day: float | None = Field(default=None, ge=0)  # GPU-hours of ended jobs in the last 24 h
 
     _dur = field_validator("time_limit", mode="before")(lambda v: None if v is None else parse_duration(v))
     _size = field_validator("memory_limit", mode="before")(lambda v: None if v is None else parse_size(v))
@@ -261,6 +293,7 @@ class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
     projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/projects.py)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # fair share or fifo (rai/fairshare.py)
     source: str | None = None  # the file this was read from, None for embedded defaults
 
     def app_secret(self) -> str | None:

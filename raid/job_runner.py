@@ -20,9 +20,11 @@ from rai.backends.store import output_key
 from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.image_policy import allowed_patterns
 from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
+from rai.quotas import QuotaBook
 from rai.signing import verify
 from rai.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size, plural
+from rai.usage import group_of
 from raid.executor import Executor, RunSpec
 from raid.images import IMAGE_USES, BuildFailed, BuildRequest, ImageRefused, ImageUses, build_image
 from raid.verify import MustWait, Refused, check_jobs_at_once, jobs_at_once_limit, role_limits, verify_request
@@ -94,6 +96,7 @@ class JobRunner:
             end = None
         except MustWait as e:
             stop_keepalive.set()
+            self._account(claimed, None)
             self._wait_turn(req, record, claimed, writer, str(e))
             if e.elsewhere:  # let a node that can run it claim it before this slot takes it back
                 self.stopping_hard.wait(WAIT_RECHECK)
@@ -123,6 +126,7 @@ class JobRunner:
             record.state = JobState.queued
             self._save(record)
             self._free_slot(req)
+            self._account(claimed, None)
             self.b.queue.release(claimed)
             return
         self._waiting.pop(req.job_id, None)
@@ -133,6 +137,7 @@ class JobRunner:
             self._finish(req, record, end, writer, spec)
         finally:
             self._free_slot(req)
+            self._account(claimed, end.duration)
         dead_letter = getattr(self.b.queue, "dead_letter", None)
         if gave_up and dead_letter is not None:
             dead_letter(claimed, end.message)  # kept with its reason for the post-mortem, never delivered again
@@ -181,6 +186,20 @@ class JobRunner:
         raise Refused(f"refused: {asks} and no node on queue {req.queue} has {'them' if wanted != 1 else 'one'} "
                       f"({has}); remove resources.gpu.count from rai_build.yml to run without a GPU, or ask your "
                       "course staff which queue has GPUs")
+
+    def _account(self, claimed: ClaimedJob, duration: float | None) -> None:
+        """Fair share: charge the job's user (or team) what it ran, less what the claim charged ahead;
+        None: it did not run here after all (waits its turn, handed back), so the claim's charge is refunded."""
+        try:
+            who, weight = group_of(claimed.body, self.b.usage.by)
+            self.b.usage.charge(who, (weight * duration if duration is not None else 0.0) - claimed.charged)
+            if duration is not None:
+                self.b.usage.record_duration(claimed.queue, duration)
+                req = JobRequest.from_json(claimed.body)
+                gpus = int(req.spec.get("resources", {}).get("gpu", {}).get("count") or 0)
+                QuotaBook(self.b.redis).count_gpu_time(req.username, req.job_id, gpus * duration)
+        except Exception as e:  # usage only orders the queue; the job's end matters more
+            log.warning("charging the usage of job message %s failed: %s", claimed.message_id, e)
 
     def _free_slot(self, req: JobRequest) -> None:
         try:

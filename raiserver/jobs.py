@@ -25,7 +25,7 @@ from rai.models import Account, CancelRequest, JobRecord, JobRequest, JobState
 from rai.projects import published_projects
 from rai.signing import verify
 from rai.spec import parse_spec
-from rai.units import format_size, plural
+from rai.units import format_duration, format_size, plural
 from raiserver.problems import Refusal, from_user_error, no_job
 from raiserver.state import ServerState
 from raiserver.wire import JobStatus, Submitted, Uploaded, Waiting
@@ -68,6 +68,7 @@ def router(state: ServerState) -> APIRouter:
             per = state.config.server.submissions_per_minute(account.role)
             raise Refusal(429, f"too many submissions: role {account.role} may submit {per} a minute",
                           hint=f"try again in {wait:.0f}s", headers={"Retry-After": str(int(wait))})
+        await run_in_threadpool(_check_quota, state, account)  # before the upload, not after it
         if await run_in_threadpool(state.b.live.get_job, job_id) is not None:
             raise Refusal(409, f"job {job_id} exists already", hint="submit again: rai picks a new id")
         key = upload_key(account.username, job_id)
@@ -165,15 +166,29 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
             published_projects(state.b.redis, state.config.projects).resolve(job.submission)
         except UserError as e:
             raise from_user_error(e) from None
+    _check_quota(state, account)
     record = JobRecord(job_id=job.job_id, username=account.username, team=account.team,
                        access_key=account.access_key, queue=job.queue, submission=job.submission,
                        submitted_at=job.submitted_at, image=spec.rai.image, upload_key=job.upload_key)
     if not state.b.live.create_job(record, ttl=state.config.pubsub.retention + 30 * 86400):
         raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
     state.b.queue.enqueue(job.queue, job.to_json())
+    state.quotas.count_submission(account.username, job.job_id)
     state.b.redis.delete(UPLOAD_PREFIX + job.job_id)
     log.info("job %s of %s queued on %s", job.job_id, account.username, job.queue)
     return Submitted(job_id=job.job_id, queue=job.queue, notice=queue_notice(state, job.queue, spec.gpus))
+
+
+def _check_quota(state: ServerState, account: Account) -> None:
+    """Over the user's quota (role's, or their own override): refused now, saying when it frees up."""
+    jobs, gpu = state.config.scheduler.quota(state.config.roles, account.role, account.username)
+    if jobs is None and gpu is None:
+        return
+    over = state.quotas.over_quota(account.username, jobs, gpu)
+    if over is not None:
+        raise Refusal(429, f"refused: {over.message}",
+                      hint=f"it frees up in {format_duration(over.retry_after)}; submit again then",
+                      headers={"Retry-After": str(int(over.retry_after))})
 
 
 def queue_notice(state: ServerState, queue: str, gpus: int = 0) -> str | None:
@@ -198,8 +213,9 @@ def _status(state: ServerState, account: Account, job_id: str) -> JobStatus:
     record = own_job(state, account, job_id)
     waiting = None
     if record.state == JobState.queued and record.queue:
-        place = state.b.live.waiting_position(record.queue, record.job_id)
-        if place is not None:
+        waiting = state.places.place(record.queue, record.job_id)
+        place = None if waiting is not None else state.b.live.waiting_position(record.queue, record.job_id)
+        if place is not None:  # claimed, not started yet: its place by submission time
             waiting = Waiting(ahead=place[0], on_queue=place[1])
     return JobStatus(job=record, waiting=waiting)
 

@@ -9,7 +9,6 @@ changes. The stream closes after the end entry; a comment every 15 s keeps idle 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -26,6 +25,7 @@ from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
 from raiserver.jobs import JobId, own_job
 from raiserver.problems import Refusal
 from raiserver.state import ServerState
+from raiserver.wire import Waiting
 
 log = logging.getLogger("raiserver.logs")
 
@@ -125,7 +125,7 @@ async def _events(state: ServerState, job_id: str, after: str, live: bool = True
         try:
             reply = await r.xread({key: last}, count=count, block=quiet_ms if live else None)
             if not reply:
-                record, place = await _quiet_look(r, state.b.live.p, job_id)
+                record, place = await _quiet_look(r, state, job_id)
         except redis.exceptions.RedisError as e:
             log.warning("following %s: %s", job_id, e)
             yield sse_event(event="status", data=LogEntry(kind=LogKind.status, body=(
@@ -156,7 +156,7 @@ async def _events(state: ServerState, job_id: str, after: str, live: bool = True
         if place is not None:
             if place != shown_place:
                 shown_place = place
-                yield sse_event(event="waiting", data=json.dumps({"ahead": place[0], "on_queue": place[1]}))
+                yield sse_event(event="waiting", data=place.model_dump_json(exclude_none=True))
         elif (record is None or record.state.finished) and not await r.exists(key):
             # the log has expired (or never was): end it from the record so the client is not left waiting
             record = record or await run_in_threadpool(state.b.db.get_job, job_id)
@@ -169,16 +169,23 @@ async def _events(state: ServerState, job_id: str, after: str, live: bool = True
             return
 
 
-async def _quiet_look(r: redis.asyncio.Redis, prefix: str, job_id: str
-                      ) -> tuple[JobRecord | None, tuple[int, int] | None]:
-    """The job's live record and, while it waits, its place (ahead, on the queue): LiveBoard's get_job and
-    waiting_position on the followers' asyncio client. Hundreds of quiet followers look every QUIET_MS;
-    in threads they would queue up before every other request's threads (the pool holds 40)."""
+async def _quiet_look(r: redis.asyncio.Redis, state: ServerState, job_id: str
+                      ) -> tuple[JobRecord | None, Waiting | None]:
+    """The job's live record and, while it waits, its place and ETA: LiveBoard's get_job on the followers'
+    asyncio client, the place from the PlaceBoard (a thread only when a queue's order is a second old).
+    Hundreds of quiet followers look every QUIET_MS; in threads they would queue up before every other
+    request's threads (the pool holds 40)."""
+    prefix = state.b.live.p
     raw = await r.get(f"{prefix}job:{job_id}")
     record = JobRecord.from_json(raw) if raw else None
     if record is None or record.state != JobState.queued or not record.queue:
         return record, None
-    async with r.pipeline(transaction=False) as pipe:
+    place = state.places.cached(record.queue, job_id)
+    if place is False:
+        place = await run_in_threadpool(state.places.place, record.queue, job_id)
+    if place is not None:
+        return record, place
+    async with r.pipeline(transaction=False) as pipe:  # claimed, not started yet: its place by submission
         rank, total = await pipe.zrank(f"{prefix}waiting:{record.queue}", job_id).zcard(
             f"{prefix}waiting:{record.queue}").execute()
-    return record, None if rank is None else (int(rank), int(total))
+    return record, None if rank is None else Waiting(ahead=int(rank), on_queue=int(total))

@@ -11,7 +11,9 @@ import redis.asyncio
 
 from rai.backends import Backends
 from rai.config import Config
+from rai.quotas import QuotaBook
 from raiserver.auth import Authenticator
+from raiserver.places import PlaceBoard
 from raiserver.ratelimit import SubmitRate
 
 MAX_FOLLOWERS = 4096  # connections the followers' pool may open (each follower blocks on one)
@@ -23,6 +25,8 @@ class ServerState:
         self.b = backends or Backends(config)
         self.auth = Authenticator(self.b, config.server.request_window)
         self.rate = SubmitRate(self.b.redis)
+        self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/quotas.py)
+        self.places = PlaceBoard(self.b)  # waiting jobs' places (fair share or fifo) and ETAs
         self.spool = tempfile.mkdtemp(prefix="rai-server-")  # uploads on their way to the store
         self._follow_redis: redis.asyncio.Redis | None = None
 

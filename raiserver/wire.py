@@ -35,8 +35,10 @@ class Uploaded(Body):
 
 
 class Waiting(Body):
-    ahead: int
+    ahead: int  # jobs that run before this one (under fair share: in the order the scheduler will take them)
     on_queue: int
+    eta_seconds: float | None = None  # when it may start, from recent durations and the nodes' job slots
+    eta: str | None = None  # the same in words: "about 6 min"; None when no node serves the queue
 
 
 class Submitted(Body):

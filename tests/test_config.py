@@ -89,7 +89,7 @@ def test_a_named_config_that_does_not_exist_is_an_error(tmp_path):
         ("projects: {p: {spec: {rai: {image: x}, commands: {build: [make]}}, result: {file: r.json}, metric: t, "
          "kinds: {m1: {metrc: x}}}}", "  projects.p.kinds.m1.metrc: unknown key; did you mean metric?"),
         ("zzzz: 1", "  zzzz: unknown section; the sections are: app, pubsub, broker, store, database, auth, email, "
-                    "docker, raid, server, roles, projects"),
+                    "docker, raid, server, roles, projects, scheduler"),
         ("raid: {qqqq: 1}", "  raid.qqqq: unknown key; the keys of raid are: workers, node, heartbeat_interval, "
                             "max_request_age, work_dir, gpus"),
         ("source: /etc/rai.yml", "  source: unknown section; "),  # set by load_config, not by the file

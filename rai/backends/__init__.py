@@ -26,9 +26,22 @@ class Backends:
             from rai.backends.sqs_queue import SQSJobQueue
 
             return SQSJobQueue(cfg)
+        if self.config.scheduler.policy == "fair":
+            from rai.backends.fair_queue import FairRedisJobQueue
+
+            return FairRedisJobQueue(self.redis, self.usage, visibility_timeout=cfg.visibility_timeout,
+                                     age_weight=self.config.scheduler.age_weight)
         from rai.backends.redis_queue import RedisJobQueue
 
         return RedisJobQueue(self.redis, visibility_timeout=cfg.visibility_timeout)
+
+    @cached_property
+    def usage(self):
+        """Recent usage per user or team and recent durations per queue (rai.usage), in Redis."""
+        from rai.usage import UsageLedger
+
+        s = self.config.scheduler
+        return UsageLedger(self.redis, half_life=s.half_life, by=s.by)
 
     @cached_property
     def logs(self):

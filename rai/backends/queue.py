@@ -18,6 +18,7 @@ class ClaimedJob:
     message_id: str
     body: str  # the JobRequest JSON as enqueued
     attempts: int  # deliveries so far, 1 on the first
+    charged: float = 0.0  # usage charged to its user at the claim (fair share), corrected at its end
 
 
 @dataclass

@@ -17,9 +17,15 @@ from tests.fixtures.aws import broker_config
 VIS = 1.0
 
 
-@pytest.fixture(params=["redis", "sqs"])
+@pytest.fixture(params=["redis", "redis-fair", "sqs"])
 def queue(request):
     """(queue backend, queue name)."""
+    if request.param == "redis-fair":
+        from rai.backends.fair_queue import FairRedisJobQueue
+        from rai.usage import UsageLedger
+
+        r = request.getfixturevalue("redis_client")
+        return FairRedisJobQueue(r, UsageLedger(r), visibility_timeout=VIS), "rai_contract"
     if request.param == "redis":
         from rai.backends.redis_queue import RedisJobQueue
 

@@ -1,0 +1,64 @@
+"""Fair share on deadline night: several raid processes on real Redis, jobs submitted through rai-server.
+
+One user submits 30 jobs, then 5 others one each: every one of the 5 starts before the greedy user's 4th.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rai.client import Client
+from rai.config import load_config
+from rai.profile import load_profile
+from tests.fixtures.e2e import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def client(env, profile) -> Client:
+    env.ensure_server()
+    return Client(load_config(env.student_config), load_profile(profile))
+
+
+def started(env, job_ids) -> dict[str, object]:
+    records = {j: env.backends.live.get_job(j) for j in job_ids}
+    return {j: r.started_at for j, r in records.items() if r is not None and r.started_at is not None}
+
+
+def test_five_first_jobs_start_before_the_greedy_users_fourth(rai_env):
+    env = rai_env
+    greedy = env.account("greedy", role="ta", team="g")
+    others = [env.account(f"s{i}", role="ta", team=f"t{i}") for i in range(5)]
+    slow = env.project(["sleep 8"], name="slow")
+    quick = env.project(["true"], name="quick")
+    env.start_raid(workers=1)
+    env.start_other_raid("node-b")
+    env.start_other_raid("node-c")
+    g = client(env, greedy)
+    greedy_jobs = [g.submit(slow).job_id for _ in range(30)]
+    other_jobs = [client(env, p).submit(quick).job_id for p in others]
+    ended = [r for r in map(env.backends.live.get_job, greedy_jobs) if r and r.finished_at]
+    assert not ended, ("the machine was too slow: a greedy job ended before the others were submitted: "
+                       f"{[(r.state.value, r.message) for r in ended]}")
+
+    wait_for(lambda: len(started(env, other_jobs)) == 5, 120, interval=0.2, what="the 5 first jobs to start")
+    last_other = max(started(env, other_jobs).values())
+    greedy_started = sorted(started(env, greedy_jobs).values())
+    assert len(greedy_started) <= 3 or greedy_started[3] > last_other, (
+        f"the greedy user's 4th job started at {greedy_started[3]}, before the last first job ({last_other})")
+
+
+def test_fifo_policy_keeps_submission_order(rai_env):
+    """scheduler.policy: fifo is the old order: the greedy user's queued jobs run before a later one."""
+    env = rai_env
+    env.settings["scheduler"] = {"policy": "fifo"}
+    env.write_config()
+    greedy, late = env.account("greedy", role="ta"), env.account("late", role="ta")
+    quick = env.project(["true"], name="quick")
+    g = client(env, greedy)
+    greedy_jobs = [g.submit(quick).job_id for _ in range(4)]
+    late_job = client(env, late).submit(quick).job_id
+    env.start_raid(workers=1)
+    wait_for(lambda: late_job in started(env, [late_job]), 120, interval=0.2, what="the late job to start")
+    assert len(started(env, greedy_jobs)) == 4 and max(started(env, greedy_jobs).values()) < \
+        started(env, [late_job])[late_job]

@@ -1,0 +1,36 @@
+"""Quotas: a job over the user's quota is refused at submit, saying when it frees up; nothing is queued."""
+
+from __future__ import annotations
+
+from rai.quotas import DAY, HOUR, QuotaBook
+
+
+def test_a_submission_over_the_hourly_quota_is_refused_with_when_it_frees_up(rai_env):
+    env = rai_env
+    env.settings["roles"] = {"student": {"jobs_per_hour": 2}, "admin": {}}
+    env.settings["scheduler"] = {"quotas": {"bob": {"jobs_per_hour": None}}}  # bob's override: no limit
+    env.write_config()
+    ada, bob = env.account("ada"), env.account("bob")
+    proj = env.project(["true"])
+    for _ in range(2):
+        assert env.rai(ada, "submit", "--no-follow", "-p", str(proj)).returncode == 0
+    r = env.rai(ada, "submit", "--no-follow", "-p", str(proj))
+    assert r.returncode != 0
+    assert "over your quota of 2 jobs an hour" in r.stderr and "frees up in" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert env.backends.queue.depth(env.queue).waiting == 2  # the refused one was never queued
+    for _ in range(3):
+        assert env.rai(bob, "submit", "--no-follow", "-p", str(proj)).returncode == 0
+
+
+def test_gpu_hours_a_day_free_up_as_the_oldest_job_ages_out(redis_client):
+    book = QuotaBook(redis_client, prefix="rai:t-quota:")
+    now = 1_000_000.0
+    book.count_gpu_time("ada", "j1", 3600, now=now - 3 * HOUR)  # 1 GPU-hour three hours ago
+    book.count_gpu_time("ada", "j2", 1800, now=now - HOUR)
+    assert book.over_quota("ada", None, 2.0, now=now) is None
+    book.count_gpu_time("ada", "j3", 1800, now=now)
+    over = book.over_quota("ada", None, 2.0, now=now)
+    assert over is not None and "2 GPU-hours a day" in over.message
+    assert over.retry_after == DAY - 3 * HOUR  # when j1 leaves the last 24 h
+    assert book.over_quota("ada", None, 2.0, now=now + over.retry_after + 1) is None
