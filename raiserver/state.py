@@ -12,6 +12,7 @@ import redis.asyncio
 from rai.backends import Backends
 from rai.config import Config
 from raiserver.auth import Authenticator
+from raiserver.metrics import Metrics
 from raiserver.ratelimit import SubmitRate
 
 MAX_FOLLOWERS = 4096  # connections the followers' pool may open (each follower blocks on one)
@@ -23,6 +24,7 @@ class ServerState:
         self.b = backends or Backends(config)
         self.auth = Authenticator(self.b, config.server.request_window)
         self.rate = SubmitRate(self.b.redis)
+        self.metrics = Metrics(self.b, config.server.metrics_token)
         self.spool = tempfile.mkdtemp(prefix="rai-server-")  # uploads on their way to the store
         self._follow_redis: redis.asyncio.Redis | None = None
 
