@@ -10,13 +10,14 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from rai.backends import Backends
-from rai.models import JobRecord
+from rai.models import JobRecord, JobState
 
 log = logging.getLogger("raiserver.metrics")
 
@@ -26,35 +27,46 @@ WAIT_BUCKETS = (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class LiveCollector:
-    """Gauges read at scrape time; a backend that does not answer leaves its gauges out, never the scrape."""
+    """Gauges read at scrape time from what rai-server may read (its Redis ACL keeps the queue write-only to
+    it): waiting from the records' waiting sets, running from the live records, nodes from heartbeats.
+    A part that does not answer is left out, never the scrape."""
 
-    def __init__(self, backends: Backends):
+    def __init__(self, backends: Backends, metrics: Metrics):
         self.b = backends
+        self.m = metrics
 
     def describe(self):
         return []
 
     def collect(self):
+        yield from self._queues()
+        yield from self._memory()
+
+    def _queues(self):
         waiting = GaugeMetricFamily("rai_jobs_waiting", "Jobs waiting in the queue", labels=["queue"])
-        running = GaugeMetricFamily("rai_jobs_running", "Jobs claimed by a node and not yet ended",
-                                    labels=["queue"])
+        running = GaugeMetricFamily("rai_jobs_running", "Jobs running (started, not yet ended)", labels=["queue"])
         oldest = GaugeMetricFamily("rai_oldest_waiting_seconds", "Age of the oldest waiting job", labels=["queue"])
         nodes = GaugeMetricFamily("rai_nodes", "Nodes by state (active, draining, lost)", labels=["state"])
         try:
             views = self.b.live.nodes()
-            names = set(self.b.queue.queues()) | {n.heartbeat.queue for n in views if n.heartbeat}
+            records = self.m.records
+            names = {n.heartbeat.queue for n in views if n.heartbeat} | {r.queue for r in records if r.queue}
+            names.add(self.b.config.broker.queue_name())
+            now = time.time()
             for name in sorted(names):
-                d = self.b.queue.depth(name)
-                waiting.add_metric([name], d.waiting)
-                running.add_metric([name], d.running)
-                oldest.add_metric([name], d.oldest_waiting_age or 0.0)
+                count, first = self.b.live.waiting(name)
+                waiting.add_metric([name], count)
+                oldest.add_metric([name], max(0.0, now - first) if first is not None else 0.0)
+                running.add_metric([name], sum(1 for r in records if r.queue == name and r.state == JobState.running))
             for state in ("active", "draining", "lost"):
                 nodes.add_metric([state], sum(1 for n in views if n.state == state))
             yield from (waiting, running, oldest, nodes)
             yield GaugeMetricFamily("rai_nodes_up", "Nodes whose heartbeat is current",
                                     value=sum(1 for n in views if n.heartbeat is not None))
         except Exception as e:  # noqa: BLE001 - a scrape says what it can
-            log.warning("metrics: queue or nodes unreadable: %s", e)
+            log.warning("metrics: queues or nodes unreadable: %s", e)
+
+    def _memory(self):
         try:
             info = self.b.redis.info("memory")
             yield GaugeMetricFamily("rai_redis_memory_used_bytes", "Redis used_memory",
@@ -103,8 +115,10 @@ class Metrics:
         self.b = backends
         self.token = token
         self.registry = CollectorRegistry()
-        self.registry.register(LiveCollector(backends))
+        self.records: list[JobRecord] = []  # the live records of the scrape in progress
+        self.registry.register(LiveCollector(backends, self))
         self.ends = JobEnds(self.registry)
+        self._scraping = threading.Lock()
 
     def allowed(self, authorization: str | None) -> bool:
         if not self.token:
@@ -114,11 +128,14 @@ class Metrics:
 
     def scrape(self) -> bytes:
         """The text exposition; blocking (Redis), so call it from a thread."""
-        try:
-            self.ends.observe(self.b.live.recent_jobs(SCAN))
-        except Exception as e:  # noqa: BLE001
-            log.warning("metrics: live job records unreadable: %s", e)
-        return generate_latest(self.registry)
+        with self._scraping:
+            try:
+                self.records = self.b.live.recent_jobs(SCAN)
+                self.ends.observe(self.records)
+            except Exception as e:  # noqa: BLE001
+                log.warning("metrics: live job records unreadable: %s", e)
+                self.records = []
+            return generate_latest(self.registry)
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
