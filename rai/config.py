@@ -201,6 +201,7 @@ class ServerConfig(Section):
     rate_limits: dict[str, int | None] = Field(default_factory=lambda: {"student": 10, "ta": 60, "admin": None})
     request_window: float = 300.0  # seconds a signed request may be off the server's clock
     timeout: float = 30.0  # clients: seconds to wait for the server to answer one request
+    metrics_token: str | None = None  # set: GET /metrics wants `Authorization: Bearer <token>`; unset: open
 
     _size = field_validator("max_upload", mode="before")(lambda v: parse_size(v))
     _dur = field_validator("request_window", "timeout", mode="before")(lambda v: parse_duration(v))

@@ -136,6 +136,14 @@ class LiveBoard:
         rank, total = self._call(pipe.execute)
         return None if rank is None else (int(rank), int(total))
 
+    def waiting(self, queue: str) -> tuple[int, float | None]:
+        """(jobs waiting on `queue` by their records, unix time the oldest of them was submitted or None)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(f"{self.p}waiting:{queue}")
+        pipe.zrange(f"{self.p}waiting:{queue}", 0, 0, withscores=True)
+        total, first = self._call(pipe.execute)
+        return int(total), (float(first[0][1]) if first else None)
+
     def get_job(self, job_id: str) -> JobRecord | None:
         raw = self._call(self.r.get, f"{self.p}job:{job_id}")
         return JobRecord.from_json(raw) if raw else None

@@ -154,6 +154,7 @@ class JobRecord(Message):
     message: str = ""
     attempts: int = 0
     project: str | None = None  # ranked submissions: the project whose kind `submission` is (set by raid)
+    gpus: int = 0  # GPUs the job asked for (resources.gpu.count): what GPU-hours are counted with
 
 
 class Role(str, Enum):

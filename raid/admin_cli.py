@@ -5,6 +5,7 @@ Reads the database with the server's config, so it shows real team names.
     rai-admin projects                                              the ranked projects the config defines
     rai-admin ranking show   [--project P] [--kind K] [-n N]        the leaderboard with real team names
     rai-admin ranking export [--project P] [--kind K] [--all] -o FILE.csv   for grading (-o - : stdout)
+    rai-admin usage [--since 7d] [--by user|team|node] [--csv]    jobs, job-hours, GPU-hours, failures, waits
 
 Exit codes: 0 done, 2 bad input, 3 a service does not answer.
 """
@@ -12,6 +13,7 @@ Exit codes: 0 done, 2 bad input, 3 a service does not answer.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -19,21 +21,27 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from rai.accounting import GROUPS, total, usage
+from rai.accounting import write_csv as write_usage_csv
 from rai.backends import Backends
 from rai.cli_support import run_cli
 from rai.config import load_config
+from rai.errors import UserError
 from rai.leaderboard import label_secret, load_board, team_label, team_members, write_csv
+from rai.models import utcnow
 from rai.projects import ranked_kinds
+from rai.units import parse_duration
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
+USAGE_LIMIT = 10_000_000  # job records read for one usage report: all of them, for any real period
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="RAI_CONFIG", help="config file (default ~/.rai_config.yml)")
 @click.pass_context
 def cli(ctx: click.Context, config_path) -> None:
-    """Staff commands: ranked projects and their leaderboards."""
+    """Staff commands: ranked projects, their leaderboards, usage accounting."""
     ctx.obj = Backends(load_config(config_path))
 
 
@@ -112,6 +120,45 @@ def export(b: Backends, project, kind, output, every) -> int:
         n = write_csv(f, board.kind.project, board.kind.kind, board.rows, **args)
     err.print(f"{n} rows of {board.kind.name} written to {path}")
     return 0
+
+
+@cli.command("usage")
+@click.option("--since", default="7d", show_default=True, help="the period: jobs submitted this long ago or later")
+@click.option("--by", type=click.Choice(sorted(GROUPS)), default="user", show_default=True, help="one row per ...")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout instead of a table")
+@click.pass_obj
+def usage_cmd(b: Backends, since, by, as_csv) -> int:
+    """Accounting from the job records, as sacct/sreport: jobs, job-hours, GPU-hours, failures, median wait."""
+    try:
+        period = parse_duration(since)
+    except ValueError:
+        raise UserError(f"--since {since!r} is not a duration", hint="write it like 7d, 12h or 30m") from None
+    start = utcnow() - timedelta(seconds=period)
+    rows = usage(b.db.list_jobs(limit=USAGE_LIMIT, since=start), by=by)
+    if as_csv:
+        write_usage_csv(sys.stdout, rows)
+        return 0
+    if not rows:
+        err.print(f"no jobs submitted since {start:%Y-%m-%d %H:%M} UTC")
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, show_footer=True)
+    sums = total(rows)
+    for c, foot in ((by, "total"), ("jobs", str(sums.jobs)), ("job-hours", f"{sums.job_hours:.2f}"),
+                    ("GPU-hours", f"{sums.gpu_hours:.2f}"), ("failures", str(sums.failures)),
+                    ("median wait", _wait(sums.median_wait))):
+        table.add_column(c, footer=foot, justify="left" if c == by else "right")
+    for u in rows:
+        table.add_row(u.key, str(u.jobs), f"{u.job_hours:.2f}", f"{u.gpu_hours:.2f}", str(u.failures),
+                      _wait(u.median_wait))
+    out.print(f"[bold]usage since {start:%Y-%m-%d %H:%M} UTC[/] by {by}")
+    out.print(table)
+    return 0
+
+
+def _wait(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
 def main() -> None:

@@ -85,6 +85,7 @@ class JobRunner:
             job_id=req.job_id, username=req.username, team=req.team, access_key=req.access_key, queue=req.queue,
             submission=req.submission, submitted_at=req.submitted_at, upload_key=req.upload_key,
             image=str(req.spec.get("rai", {}).get("image", "")), attempts=claimed.attempts, node=self.node,
+            gpus=_asked_gpus(req.spec),
         )
         spec: JobSpec | None = None
         started = time.monotonic()
@@ -411,3 +412,11 @@ def remove_left_work(cfg, node: str) -> int:
         shutil.rmtree(left, ignore_errors=True)
         removed += 1
     return removed
+
+
+def _asked_gpus(spec: dict) -> int:
+    """resources.gpu.count of a job's spec as sent, 0 when absent or unreadable (the spec is checked later)."""
+    try:
+        return max(0, int(((spec.get("resources") or {}).get("gpu") or {}).get("count") or 0))
+    except (TypeError, ValueError, AttributeError):
+        return 0

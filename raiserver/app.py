@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -16,6 +16,7 @@ from rai.backends import Backends
 from rai.config import Config
 from rai.errors import UserError
 from raiserver import jobs, logs, questions
+from raiserver.metrics import CONTENT_TYPE
 from raiserver.problems import Refusal, from_user_error
 from raiserver.state import ServerState
 from raiserver.wire import Health, Problem
@@ -80,6 +81,14 @@ def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
         except Exception:  # noqa: BLE001 - health says what it can, it never fails
             return JSONResponse(Health(ok=False, redis="not answering", version=__version__).model_dump(),
                                 status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        if not state.metrics.allowed(request.headers.get("authorization")):
+            return JSONResponse(Problem(error="/metrics needs the operators' token",
+                                        hint="send Authorization: Bearer <server.metrics_token>").model_dump(),
+                                status_code=401)
+        return Response(await run_in_threadpool(state.metrics.scrape), media_type=CONTENT_TYPE)
 
     app.include_router(jobs.router(state))
     app.include_router(logs.router(state))

@@ -169,7 +169,8 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
     _check_quota(state, account)
     record = JobRecord(job_id=job.job_id, username=account.username, team=account.team,
                        access_key=account.access_key, queue=job.queue, submission=job.submission,
-                       submitted_at=job.submitted_at, image=spec.rai.image, upload_key=job.upload_key)
+                       submitted_at=job.submitted_at, image=spec.rai.image, upload_key=job.upload_key,
+                       gpus=spec.gpus)
     if not state.b.live.create_job(record, ttl=state.config.pubsub.retention + 30 * 86400):
         raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
     state.b.queue.enqueue(job.queue, job.to_json())

@@ -13,6 +13,7 @@ from rai.backends import Backends
 from rai.config import Config
 from rai.quotas import QuotaBook
 from raiserver.auth import Authenticator
+from raiserver.metrics import Metrics
 from raiserver.places import PlaceBoard
 from raiserver.ratelimit import SubmitRate
 
@@ -27,6 +28,7 @@ class ServerState:
         self.rate = SubmitRate(self.b.redis)
         self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/quotas.py)
         self.places = PlaceBoard(self.b)  # waiting jobs' places (fair share or fifo) and ETAs
+        self.metrics = Metrics(self.b, config.server.metrics_token)
         self.spool = tempfile.mkdtemp(prefix="rai-server-")  # uploads on their way to the store
         self._follow_redis: redis.asyncio.Redis | None = None
 

@@ -6,6 +6,7 @@ not answer. A snapshot carries what it could read and, per service, why the rest
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ OPERATOR = "raitui-operator"  # the admin account the console signs operator act
 HOUR = 3600.0
 HISTORY_MAX_AGE = 10.0  # seconds a queue's depth history is reused (raid samples it every few seconds)
 RATE_WINDOW = 600.0  # seconds over which jobs/min is measured
+HALF_LIFE = 3600.0  # seconds: the Users view's usage halves every hour (a class's deadline evening)
+USAGE_WINDOW = 86400.0  # seconds of job records the Users view counts
+USAGE_JOBS = 100_000  # job records the Users view reads at most (a day of a large class)
 
 
 def describe_error(e: BaseException) -> str:
@@ -86,7 +90,21 @@ class QueueRow:
     running: int
     oldest_waiting_age: float | None
     per_minute: float  # jobs ended per minute over the last RATE_WINDOW seconds
-    history: list[tuple[float, int]]  # (unix time, waiting) over the last hour
+    history: list[tuple[float, int]]  # (unix time, waiting) over the last hour, as raid sampled it
+    # (submitted, ended or now) in unix time of the queue's jobs in the last hour, from their records:
+    # what the sparkline counts, so a job shows even when it waited and ran between two samples
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RedisMemory:
+    used: int  # bytes (INFO used_memory)
+    limit: int  # maxmemory, or the machine's memory when Redis has no maxmemory (what it will run out of)
+    has_maxmemory: bool
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.limit if self.limit else 0.0
 
 
 @dataclass
@@ -97,6 +115,7 @@ class ClusterSnapshot:
     jobs: list[JobRecord] = field(default_factory=list)
     queues: list[QueueRow] = field(default_factory=list)
     nodes: list[NodeView] = field(default_factory=list)
+    redis_memory: RedisMemory | None = None
     redis_error: str | None = None
     db_error: str | None = None
 
@@ -106,9 +125,11 @@ class ClusterSnapshot:
 
     @property
     def running(self) -> int:
-        from_queues = sum(q.running for q in self.queues)
-        from_nodes = sum(len(n.heartbeat.running) for n in self.nodes if n.heartbeat)
-        return max(from_queues, from_nodes)
+        """Jobs claimed and not yet acknowledged, as the queues say now: raid acknowledges a job as it ends.
+        The nodes' heartbeats (seconds old by design) count only where no queue is known."""
+        if self.queues:
+            return sum(q.running for q in self.queues)
+        return sum(len(n.heartbeat.running) for n in self.nodes if n.heartbeat)
 
     @property
     def nodes_up(self) -> int:
@@ -117,6 +138,61 @@ class ClusterSnapshot:
     @property
     def nodes_lost(self) -> int:
         return sum(1 for n in self.nodes if n.heartbeat is None)
+
+
+def job_span(r: JobRecord, now: float) -> tuple[float, float] | None:
+    """When the job was on its queue (submitted to ended, or to now while it waits or runs); None if unknown."""
+    if r.submitted_at is None:
+        return None
+    if r.state.finished:
+        end = r.finished_at or r.started_at or r.submitted_at
+        return (r.submitted_at.timestamp(), end.timestamp())
+    return (r.submitted_at.timestamp(), now)
+
+
+def decayed_hours(start: datetime, end: datetime, now: datetime, half_life: float = HALF_LIFE,
+                  window: float = USAGE_WINDOW) -> float:
+    """Job-hours run between `start` and `end`, each second weighted 2^(-age/half_life), only the last
+    `window` seconds counted: the exact integral, so a long job counts what it ran recently."""
+    lo = max(start.timestamp(), now.timestamp() - window)
+    hi = min(end.timestamp(), now.timestamp())
+    if hi <= lo:
+        return 0.0
+    if math.isinf(half_life):
+        return (hi - lo) / HOUR
+    t = now.timestamp()
+    return half_life / math.log(2) * (2 ** (-(t - hi) / half_life) - 2 ** (-(t - lo) / half_life)) / HOUR
+
+
+@dataclass
+class UserUsage:
+    username: str
+    team: str | None = None
+    usage: float = 0.0  # job-hours over the last day, decayed with a HALF_LIFE half-life
+    hours: float = 0.0  # plain job-hours over the last day
+    jobs: int = 0  # jobs submitted in the last day
+    running: int = 0
+    waiting: int = 0
+    quota_left: str | None = None  # what the quota config leaves the user, in words; None: no quota configured
+
+
+def user_usage(records, now: datetime) -> list[UserUsage]:
+    """One row per user of `records`, most decayed usage first."""
+    out: dict[str, UserUsage] = {}
+    for r in records:
+        u = out.setdefault(r.username, UserUsage(r.username, r.team))
+        u.team = u.team or r.team
+        u.jobs += 1
+        if r.state == JobState.queued:
+            u.waiting += 1
+        elif r.state == JobState.running:
+            u.running += 1
+        if r.started_at is None:
+            continue
+        end = (r.finished_at or now) if r.state.finished else now
+        u.usage += decayed_hours(r.started_at, end, now)
+        u.hours += decayed_hours(r.started_at, end, now, half_life=float("inf"))
+    return sorted(out.values(), key=lambda u: (-u.usage, u.username))
 
 
 def _newest_first(record: JobRecord) -> tuple[str, str]:
@@ -148,14 +224,18 @@ class ConsoleData:
                                           state=job_filter.exact("state"))
         except Exception as e:  # any failure of the database is shown, never raised
             snap.db_error = describe_error(e)
+        merged: dict[str, JobRecord] = {}
         try:
             live_jobs = self._live_jobs()
+            merged = {r.job_id: r for r in db_jobs}
+            merged.update((r.job_id, r) for r in live_jobs)  # the live record is the current one
             snap.nodes = self.b.live.nodes()
-            snap.queues = self._queues(snap.nodes, db_jobs + live_jobs)
+            snap.queues = self._queues(snap.nodes, list(merged.values()))
+            snap.redis_memory = self.redis_memory()
         except Exception as e:
             snap.redis_error = describe_error(e)
-        merged = {r.job_id: r for r in db_jobs}
-        merged.update((r.job_id, r) for r in live_jobs)  # the live record is the current one
+        if not merged:
+            merged = {r.job_id: r for r in db_jobs}
         jobs = [r for r in merged.values() if job_filter.matches(r)]
         jobs.sort(key=_newest_first, reverse=True)
         snap.jobs = jobs[: self.job_limit]
@@ -171,16 +251,36 @@ class ConsoleData:
         now = self.clock()
         since = now - timedelta(seconds=RATE_WINDOW)
         ended: dict[str, set[str]] = {}
+        spans: dict[str, list[tuple[float, float]]] = {}
+        hour_ago = now.timestamp() - HOUR
         for r in jobs:
             if r.state.finished and r.finished_at and r.finished_at >= since:
                 ended.setdefault(r.queue, set()).add(r.job_id)
+            span = job_span(r, now.timestamp())
+            if span is not None and span[1] >= hour_ago:
+                spans.setdefault(r.queue, []).append(span)
         rows = []
         for name in sorted(names):
             depth: QueueDepth = self.b.queue.depth(name)
             history = self._depth_history(name, now.timestamp())
             rows.append(QueueRow(name, depth.waiting, depth.running, depth.oldest_waiting_age,
-                                 len(ended.get(name, ())) / (RATE_WINDOW / 60), history))
+                                 len(ended.get(name, ())) / (RATE_WINDOW / 60), history, spans.get(name, [])))
         return rows
+
+    def redis_memory(self) -> RedisMemory:
+        info = self.b.redis.info("memory")
+        limit = int(info.get("maxmemory") or 0)
+        if limit:
+            return RedisMemory(int(info.get("used_memory", 0)), limit, True)
+        return RedisMemory(int(info.get("used_memory", 0)), int(info.get("total_system_memory") or 0), False)
+
+    def users(self, now: datetime | None = None) -> list[UserUsage]:
+        """Each user with a job in the last day or one waiting/running now: decayed usage, running, waiting."""
+        now = now or self.clock()
+        since = now - timedelta(seconds=USAGE_WINDOW)
+        records = {r.job_id: r for r in self.b.db.list_jobs(limit=USAGE_JOBS, since=since)}
+        records.update((r.job_id, r) for r in self._live_jobs())
+        return user_usage(records.values(), now)
 
     def _depth_history(self, queue: str, now: float) -> list[tuple[float, int]]:
         read_at, history = self._history.get(queue, (0.0, []))

@@ -186,6 +186,14 @@ def test_rai_server_does_what_it_does_and_no_more(acl_redis, admin):
     assert [e.body for _, e in RedisLogStream(r).read("older")] == ["hi"]
     assert r.exists("rai:log:older") == 1
     assert admin.xlen("rai:queue:" + Q) == 1 and admin.get("rai:cancel:" + record.job_id)
+    # GET /metrics: waiting from the records, Redis memory, without reading the queue
+    from raiserver.metrics import Metrics
+
+    backends = Backends(Config.model_validate({"pubsub": {"url": acl_redis.url("rai-server"), "start_local": False},
+                                               "broker": {"provider": "redis", "queue": Q}}))
+    text = Metrics(backends).scrape().decode()
+    assert f'rai_jobs_waiting{{queue="{Q}"}} 1.0' in text and "rai_redis_memory_used_bytes" in text
+    assert "rai_nodes_up 1.0" in text
 
     # refused: wiping, deleting the queue or jobs, taking jobs, writing logs, heartbeats, drains, projects
     with denied:
@@ -306,6 +314,7 @@ def test_raitui_does_what_it_does_and_no_more(acl_redis, admin, tmp_path):
     assert [n.name for n in snap.nodes] == ["gpu-01"]
     assert [j.job_id for j in snap.jobs] == [record.job_id]
     assert [(q.name, q.running) for q in snap.queues] == [(Q, 1)]
+    assert snap.redis_memory is not None and snap.redis_memory.used > 0
     assert data.job(record.job_id).state == JobState.running
     assert [e.body for _, e in data.read_log(record.job_id)] == ["hello\n"]
     assert "cancel requested" in data.cancel(record.job_id)

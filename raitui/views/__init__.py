@@ -13,6 +13,7 @@ VIEWS: tuple[str, ...] = (
     "raitui.views.daemon:DaemonView",
     "raitui.views.accounts:AccountsView",
     "raitui.views.rankings:RankingsView",
+    "raitui.views.users:UsersView",
 )
 
 

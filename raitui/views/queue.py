@@ -1,4 +1,4 @@
-"""Queue: per queue waiting, running, oldest waiting age, jobs/min; the depth over the last hour."""
+"""Queue: per queue waiting, running, oldest waiting age, jobs/min; the load over the last hour; Redis memory."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
 from raitui.components.live_table import LiveTable
-from raitui.data import HOUR, ClusterSnapshot, QueueRow
-from raitui.format import DIM, WARN, age_text
+from raitui.data import HOUR, ClusterSnapshot, QueueRow, RedisMemory
+from raitui.format import BAD, DIM, WARN, age_text, size_text
 from raitui.views.base import View
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -23,23 +23,31 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 BUCKETS = 120  # the sparkline's hour in 30-second steps
 TREND = "▁▂▃▄▅▆▇█"
 OLD_WAIT = 600.0  # seconds of waiting that deserve attention
+MEMORY_ALARM = 0.80  # Redis memory above this share of its limit turns red: trimming is losing the race
 
 
-def depth_buckets(history: list[tuple[float, int]], now: float, buckets: int = BUCKETS) -> list[float]:
-    """The hour before `now` in equal steps: the highest depth sampled in each step; a step without a
-    sample keeps the depth before it (raid samples only while one runs)."""
+def depth_buckets(history: list[tuple[float, int]], now: float, buckets: int = BUCKETS,
+                  spans: list[tuple[float, float]] = ()) -> list[float]:
+    """The hour before `now` in equal steps: in each, the jobs that were on the queue (waiting or running)
+    during the step by their records, or the highest depth raid sampled there if that is more; a step
+    without either keeps the sampled depth before it (raid samples only while one runs)."""
     step = HOUR / buckets
     start = now - HOUR
-    out: list[float | None] = [None] * buckets
+    sampled: list[float | None] = [None] * buckets
     for t, waiting in history:
         i = int((t - start) // step)
         if 0 <= i < buckets:
-            out[i] = max(out[i] or 0, waiting)
+            sampled[i] = max(sampled[i] or 0, waiting)
+    on_queue = [0] * buckets
+    for begin, end in spans:
+        first, last_i = max(0, int((begin - start) // step)), min(buckets - 1, int((end - start) // step))
+        for i in range(first, last_i + 1):
+            on_queue[i] += 1
     last = 0.0
     filled = []
-    for v in out:
+    for v, n in zip(sampled, on_queue, strict=True):
         last = v if v is not None else last
-        filled.append(float(last))
+        filled.append(float(max(last, n)))
     return filled
 
 
@@ -51,6 +59,20 @@ def trend_text(values: list[float], width: int = 30) -> str:
     cells = [max(values[i:i + per]) for i in range(0, len(values), per)][-width:]
     top = max(cells) or 1.0
     return "".join(TREND[min(len(TREND) - 1, round(v / top * (len(TREND) - 1)))] for v in cells)
+
+
+def redis_memory_text(m: RedisMemory | None) -> Text:
+    """`Redis memory 212.4MiB of 1.0GiB (21 %)`, red from MEMORY_ALARM of the limit on."""
+    if m is None:
+        return Text("Redis memory: -", style=DIM)
+    text = Text.assemble(("Redis memory ", DIM), (size_text(m.used), "bold"))
+    if m.limit:
+        share = Text(f" ({m.fraction:.0%})", style=BAD if m.fraction > MEMORY_ALARM else DIM)
+        text.append_text(Text.assemble((" of ", DIM), (size_text(m.limit), "bold"),
+                                       ("" if m.has_maxmemory else " (no maxmemory: the machine's)", DIM), share))
+        if m.fraction > MEMORY_ALARM:
+            text.stylize(BAD)
+    return text
 
 
 class QueueView(View):
@@ -66,6 +88,7 @@ class QueueView(View):
         table = LiveTable(COLUMNS, right={"waiting", "running", "oldest", "rate"}, id="queue-table")
         table.border_title = "queues"
         yield table
+        yield Static(id="redis-memory")
         with Vertical(id="queue-depth"):
             yield Static(id="queue-depth-title")
             yield Sparkline([], id="queue-sparkline")
@@ -83,6 +106,7 @@ class QueueView(View):
         if not rows:
             self.query_one("#queue-depth-title", Static).update(Text("no queues yet", style=DIM))
         table.set_titles(f"queues ({len(rows)})")
+        self.query_one("#redis-memory", Static).update(redis_memory_text(snapshot.redis_memory))
         self._show_depth()
 
     @staticmethod
@@ -97,7 +121,7 @@ class QueueView(View):
             Text(str(q.running), justify="right"),
             oldest,
             Text(f"{q.per_minute:.1f}", justify="right"),
-            Text(trend_text(depth_buckets(q.history, now)), style="#5fafff"),
+            Text(trend_text(depth_buckets(q.history, now, spans=q.spans)), style="#5fafff"),
         )
 
     def _selected(self) -> QueueRow | None:
@@ -112,12 +136,12 @@ class QueueView(View):
         if q is None or self._snapshot is None:
             self.query_one(Sparkline).data = []
             return
-        values = depth_buckets(q.history, self._snapshot.taken_at.timestamp())
+        values = depth_buckets(q.history, self._snapshot.taken_at.timestamp(), spans=q.spans)
         self.query_one(Sparkline).data = values
-        title = Text.assemble(("waiting in ", DIM), (q.name, "bold"), (" over the last hour", DIM),
-                              (f"   now {q.waiting}", "bold"), (f"   max {max(values):.0f}", DIM))
-        if not q.history:
-            title.append("   (no samples: raid records the depth while it runs)", DIM)
+        title = Text.assemble(("jobs waiting or running on ", DIM), (q.name, "bold"), (" over the last hour", DIM),
+                              (f"   now {q.waiting + q.running}", "bold"), (f"   max {max(values):.0f}", DIM))
+        if not q.history and not q.spans:
+            title.append("   (no jobs in the last hour)", DIM)
         self.query_one("#queue-depth-title", Static).update(title)
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:

@@ -1,0 +1,96 @@
+"""The Users view (`:users`) on the demo evening (real Redis and SQLite): decayed usage from the job
+records, running and waiting now, order and filter; and its picture."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rai.models import JobRecord, JobState
+from raitui.data import HALF_LIFE, decayed_hours, user_usage
+from raitui.demo import NOW
+from raitui.views.users import UsersView
+from tests.fixtures.tui import SNAPSHOT_SIZE, core_views, settle, wait_for
+
+SIZE = SNAPSHOT_SIZE
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def console(demo_app):
+    return demo_app(views=[*core_views(), UsersView])
+
+
+async def open_users(pilot, app) -> UsersView:
+    await settle(pilot, app)
+    await pilot.press("colon")
+    app.screen.query_one("Input").value = "users"
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.current_view == "users", what="the users view")
+    view = app.views["users"]
+    await wait_for(pilot, lambda: view.table.row_count > 0, what="the users")
+    return view
+
+
+def rows(view) -> list[str]:
+    return [r.key.value for r in view.table.ordered_rows]
+
+
+def test_usage_halves_every_hour_and_counts_only_the_last_day():
+    hour = timedelta(hours=1)
+    assert decayed_hours(NOW - hour, NOW, NOW, half_life=float("inf")) == pytest.approx(1.0)
+    recent = decayed_hours(NOW - hour, NOW, NOW)
+    an_hour_ago = decayed_hours(NOW - 2 * hour, NOW - hour, NOW)
+    assert an_hour_ago == pytest.approx(recent / 2)
+    assert recent == pytest.approx(HALF_LIFE / 3600 / 0.6931471805599453 * 0.5)
+    assert decayed_hours(NOW - timedelta(days=3), NOW - timedelta(days=2), NOW) == 0.0
+
+
+def test_user_usage_counts_running_waiting_and_what_ran():
+    def job(i, user, state, started_h=None, ran_h=None):
+        started = NOW - timedelta(hours=started_h) if started_h is not None else None
+        finished = started + timedelta(hours=ran_h) if ran_h is not None else None
+        return JobRecord(job_id=f"j{i}", username=user, state=state, submitted_at=NOW - timedelta(hours=5),
+                         started_at=started, finished_at=finished)
+    out = {u.username: u for u in user_usage([
+        job(1, "ada", JobState.succeeded, 3, 1), job(2, "ada", JobState.running, 1),
+        job(3, "bob", JobState.queued), job(4, "bob", JobState.queued), job(5, "cy", JobState.failed, 4, 2)], NOW)}
+    assert (out["ada"].running, out["ada"].waiting, out["bob"].waiting) == (1, 0, 2)
+    assert out["ada"].hours == pytest.approx(2.0) and out["cy"].hours == pytest.approx(2.0)
+    assert out["ada"].usage > out["cy"].usage > out["bob"].usage == 0  # ada ran most recently
+
+
+@pytest.mark.anyio
+async def test_users_view_orders_and_filters(demo_app):
+    app = console(demo_app)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_users(pilot, app)
+        users = {u.username: u for u in view.users}
+        assert set(rows(view)) == {"ada", "grace", "linus", "barbara", "alan", "margaret", "ken", "dennis"}
+        assert users["ada"].running == 1 and users["dennis"].waiting == 1
+        by_usage = rows(view)
+        assert [users[n].usage for n in by_usage] == sorted((u.usage for u in view.users), reverse=True)
+        await pilot.press("o")  # by waiting
+        assert users[rows(view)[0]].waiting == 1
+        for _ in range(3):
+            await pilot.press("o")  # ... running, jobs, user
+        assert rows(view) == sorted(rows(view))
+        await pilot.press("slash")
+        await pilot.press(*"t02")
+        assert sorted(rows(view)) == ["grace", "ken"]
+        await pilot.press("escape")
+        assert len(rows(view)) == 8
+
+
+def test_users_snapshot(demo_app, snap_compare):
+    app = console(demo_app)
+
+    async def run_before(pilot) -> None:
+        await open_users(pilot, app)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
