@@ -342,14 +342,15 @@ class Candidate:
 
 def _candidates(client: docker.DockerClient, uses: dict[str, float]) -> list[Candidate]:
     out = []
-    for img in client.images.list():
-        tags = list(img.tags or [])
-        built = (img.labels or {}).get("rai.built") == "1"
+    # the list's own summaries: the SDK's images.list() inspects each image, racing with images removed meanwhile
+    for img in client.api.images():
+        tags = [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
+        built = (img.get("Labels") or {}).get("rai.built") == "1"
         known = [uses[t] for t in tags if t in uses]
         if not known:
             continue  # not pulled, built or run by this node: an operator's (or another node's), never pruned here
-        created = _created(img.attrs.get("Created"))
-        out.append(Candidate(tags, img.id, int(img.attrs.get("Size") or 0), built, max(known or [created])))
+        created = _created(img.get("Created"))
+        out.append(Candidate(tags, img.get("Id") or "", int(img.get("Size") or 0), built, max(known or [created])))
     return out
 
 

@@ -10,6 +10,8 @@ def test_a_submission_over_the_hourly_quota_is_refused_with_when_it_frees_up(rai
     env.settings["roles"] = {"student": {"jobs_per_hour": 2}, "admin": {}}
     env.settings["scheduler"] = {"quotas": {"bob": {"jobs_per_hour": None}}}  # bob's override: no limit
     env.write_config()
+    for key in env.backends.redis.scan_iter("rai:quota:*"):  # the session's Redis: an earlier run's counts go
+        env.backends.redis.delete(key)
     ada, bob = env.account("ada"), env.account("bob")
     proj = env.project(["true"])
     for _ in range(2):
