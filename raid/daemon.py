@@ -21,8 +21,9 @@ from raid.executor import Executor
 from raid.gpus import gpu_stats
 from raid.heartbeat import Heartbeat
 from raid.images import prune
-from raid.job_runner import JobRunner, remove_left_work
+from raid.job_runner import JobRunner
 from raid.ranking import RankedSubmissions
+from raid.workspace import remove_left_work
 
 log = logging.getLogger("raid")
 

@@ -7,7 +7,7 @@ Production backend: Amazon SQS (`rai.backends.sqs_queue.SQSJobQueue`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass
@@ -50,3 +50,11 @@ class JobQueue(Protocol):
 
     def queues(self) -> list[str]:
         """Names of the queues that exist."""
+
+
+@runtime_checkable
+class DeadLettering(Protocol):
+    """A queue that keeps a job given up after too many attempts, with its reason, for a look (SQS's
+    dead-letter queue); a queue without one just acks it."""
+
+    def dead_letter(self, job: ClaimedJob, reason: str) -> None: ...
