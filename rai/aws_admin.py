@@ -13,6 +13,7 @@ from rai.config import Config, load_config
 from rai.errors import UserError
 
 
+# long: the three IAM documents, read as a whole beside each other
 def iam_policies(config: Config, account: str) -> dict[str, dict]:
     """The IAM policies of a deployment, each the least its holder needs.
 
