@@ -25,7 +25,7 @@ from rai.backends.redis_queue import RedisJobQueue
 from rai.config import Config
 from rai.live import LiveBoard
 from rai.models import CancelRequest, JobRecord, JobState, LogEntry, LogKind, NodeHeartbeat, utcnow
-from rai.projects import PUBLIC_KEY, published_projects
+from rai.public_projects import PUBLIC_KEY, published_projects
 from rai.redis_server import connect
 from tests.fixtures.redis import free_port
 
