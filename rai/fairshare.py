@@ -32,6 +32,20 @@ def decayed_usage(usage: float, at: float, now: float, half_life: float = DEFAUL
     return usage * math.pow(0.5, max(0.0, now - at) / half_life)
 
 
+def decayed_span(start: float, end: float, now: float, half_life: float = DEFAULT_HALF_LIFE) -> float:
+    """Seconds run from `start` to `end` (before `now`) as they count at `now`, each second decayed as
+    `decayed_usage` decays it: the exact integral, so a long job counts most what it ran recently."""
+    hi = min(end, now)
+    if hi <= start:
+        return 0.0
+    if math.isinf(half_life):
+        return hi - start
+    if half_life <= 0:
+        return 0.0
+    weight_then, weight_at_end = decayed_usage(1.0, start, now, half_life), decayed_usage(1.0, hi, now, half_life)
+    return half_life / math.log(2) * (weight_at_end - weight_then)
+
+
 def charged(usage: float, at: float, now: float, amount: float, half_life: float = DEFAULT_HALF_LIFE) -> float:
     """The usage after charging `amount` at `now` to a usage of `usage` recorded at `at`."""
     return decayed_usage(usage, at, now, half_life) + amount
@@ -94,3 +108,12 @@ def about(seconds: float) -> str:
     if seconds < 5400:
         return f"about {round(seconds / 60)} min"
     return f"about {seconds / 3600:.0f} h"
+
+
+def about_short(seconds: float) -> str:
+    """The same wait as `about`, for a narrow column: "<1 min", "~6 min", "~2 h"."""
+    if seconds < 60:
+        return "<1 min"
+    if seconds < 5400:
+        return f"~{round(seconds / 60)} min"
+    return f"~{seconds / 3600:.0f} h"

@@ -146,8 +146,9 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
     # Queued jobs wait in the real queues; running ones are claimed by their node.
     waiting = [j for j in JOBS if j[3] == "queued"]
     running = [j for j in JOBS if j[3] == "running"]
-    for job in running + waiting:
-        b.queue.enqueue(job[5], json.dumps({"job_id": job[0]}))
+    for job in running + waiting:  # what rai-server enqueues, as far as the queue's fair share reads it
+        b.queue.enqueue(job[5], json.dumps({"job_id": job[0], "username": job[1], "team": job[2],
+                                            "submitted_at": _at(job[6]).isoformat()}))
     for job in running:
         b.queue.claim(job[5], f"{job[4]}-0", block=0.01)
     for hb in NODES:

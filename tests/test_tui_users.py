@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from rai.fairshare import DEFAULT_HALF_LIFE as HALF_LIFE
 from rai.models import JobRecord, JobState
-from raitui.data import HALF_LIFE, decayed_hours, user_usage
 from raitui.demo import NOW
+from raitui.user_usage import ran_hours, user_usage
 from raitui.views.users import UsersView
 from tests.fixtures.tui import SNAPSHOT_SIZE, core_views, settle, wait_for
 
@@ -42,12 +43,27 @@ def rows(view) -> list[str]:
 
 def test_usage_halves_every_hour_and_counts_only_the_last_day():
     hour = timedelta(hours=1)
-    assert decayed_hours(NOW - hour, NOW, NOW, half_life=float("inf")) == pytest.approx(1.0)
-    recent = decayed_hours(NOW - hour, NOW, NOW)
-    an_hour_ago = decayed_hours(NOW - 2 * hour, NOW - hour, NOW)
+
+    def ran(start, end, half_life=HALF_LIFE):
+        record = JobRecord(job_id="j", username="ada", state=JobState.succeeded, started_at=start, finished_at=end)
+        return ran_hours(record, NOW, half_life)
+
+    assert ran(NOW - hour, NOW, half_life=float("inf")) == pytest.approx(1.0)
+    recent = ran(NOW - hour, NOW)
+    an_hour_ago = ran(NOW - 2 * hour, NOW - hour)
     assert an_hour_ago == pytest.approx(recent / 2)
     assert recent == pytest.approx(HALF_LIFE / 3600 / 0.6931471805599453 * 0.5)
-    assert decayed_hours(NOW - timedelta(days=3), NOW - timedelta(days=2), NOW) == 0.0
+    assert ran(NOW - timedelta(days=3), NOW - timedelta(days=2)) == 0.0
+
+
+def test_a_gpu_job_counts_its_gpus_in_the_fair_share_usage():
+    def job(i, gpus):
+        return JobRecord(job_id=f"j{i}", username=f"u{i}", state=JobState.succeeded, gpus=gpus,
+                         started_at=NOW - timedelta(hours=1), finished_at=NOW)
+    out = {u.username: u for u in user_usage([job(0, 0), job(1, 1), job(2, 4)], NOW)}
+    assert out["u0"].usage == pytest.approx(out["u1"].usage)
+    assert out["u2"].usage == pytest.approx(4 * out["u1"].usage)
+    assert out["u2"].hours == pytest.approx(1.0)  # plain job-hours stay plain
 
 
 def test_user_usage_counts_running_waiting_and_what_ran():

@@ -7,9 +7,9 @@ the job's log, `e` writes the CSV staff grade from (the same file as `rai-admin 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -17,15 +17,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from rai.leaderboard import Board, label_secret, load_board, team_label, team_members, write_csv
+from rai.leaderboard import Board, team_label, write_csv
 from rai.models import RankingEntry
 from rai.projects import RankedKind, ranked_kinds
 from raitui.components.live_table import LiveTable
-from raitui.data import ClusterSnapshot, describe_error
 from raitui.format import BAD, DIM, local
-from raitui.views.base import View
+from raitui.views.base import ReloadingView
 
-RELOAD_EVERY = 3.0  # seconds between two reads of the leaderboard while the view is shown
+# what one read gives: the kind it was read for, its board, each team's members, the labels' key
+Loaded = tuple[RankedKind, Board, dict[str, list[str]], str]
 # The job's id is in the CSV and in the log that enter opens; the table keeps to what ranks.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("rank", "RANK", 4), ("team", "TEAM", 8), ("members", "MEMBERS", 14), ("value", "VALUE", 9),
@@ -45,7 +45,7 @@ class Row:
     members: str
     label: str
 
-    def sort_key(self, column: str, lower_is_better: bool):
+    def sort_key(self, column: str, lower_is_better: bool) -> Any:
         e = self.entry
         if column in ("rank", "value"):  # unranked rows after the ranked ones, best first
             return (self.rank is None, self.rank or 0, e.value if lower_is_better else -e.value)
@@ -58,7 +58,7 @@ class RankingsTable(LiveTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open log", key_display="⏎")]
 
 
-class RankingsView(View):
+class RankingsView(ReloadingView[Loaded]):
     view_name = "rankings"
     title = "Rankings"
     description = "leaderboards with real team names: [ ] kind, s sort, a all results, enter log, e export CSV"
@@ -73,7 +73,9 @@ class RankingsView(View):
         Binding("e", "export", "Export CSV"),
     ]
 
-    def __init__(self, export_dir: Path | None = None, **kwargs) -> None:
+    reload_every = 3.0  # seconds between two reads of the leaderboard while the view is shown
+
+    def __init__(self, export_dir: Path | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.export_dir = export_dir  # where `e` writes; None: the directory the console was started in
         self.kinds: list[RankedKind] = []
@@ -84,10 +86,7 @@ class RankingsView(View):
         self.board: Board | None = None
         self.members: dict[str, list[str]] = {}
         self.secret = ""
-        self.error: str | None = None
-        self._loaded_at = 0.0
-        self._loading = False
-        self._shown: tuple | None = None
+        self._shown: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="rankings-title")
@@ -107,40 +106,21 @@ class RankingsView(View):
     def kind(self) -> RankedKind | None:
         return self.kinds[self.current] if self.kinds else None
 
-    # loading, in a thread
-    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_EVERY:
-            self.reload()
+    # loading, in a thread (ReloadingView)
+    def read(self) -> Loaded | None:
+        kind = self.kind
+        if kind is None:
+            return None
+        return (kind, *self.console.data.leaderboard(kind))
 
-    def on_shown(self) -> None:
-        self.reload()
-        self.table.focus()
-
-    def reload(self) -> None:
-        if self.kind is not None and not self._loading:
-            self._loading = True
-            self._load(self.kind)
-
-    @work(thread=True, exclusive=True, group="rankings-load")
-    def _load(self, kind: RankedKind) -> None:
-        b = self.console.data.b
-        try:
-            board = load_board(b.db, b.config.projects, kind.project, kind.kind)
-            members = team_members(b.accounts)
-            secret = label_secret(b.config)
-            self.app.call_from_thread(self._loaded, kind, board, members, secret, None)
-        except Exception as e:  # shown in the view, never raised
-            self.app.call_from_thread(self._loaded, kind, None, None, None, describe_error(e))
-
-    def _loaded(self, kind, board, members, secret, error) -> None:
-        self._loading = False
-        self._loaded_at = time.monotonic()
+    def loaded(self, value: Loaded) -> None:
+        kind, board, members, secret = value
         if kind != self.kind:  # switched meanwhile: read the new one
-            self.reload()
+            self.call_later(self.reload)
             return
-        self.error = error
-        if board is not None:
-            self.board, self.members, self.secret = board, members, secret
+        self.board, self.members, self.secret = board, members, secret
+
+    def show_loaded(self) -> None:
         self.show_board()
 
     # showing
@@ -194,7 +174,7 @@ class RankingsView(View):
                          subtitle)
 
     @staticmethod
-    def _cells(r: Row) -> tuple:
+    def _cells(r: Row) -> tuple[Any, ...]:
         e = r.entry
         note = "; ".join(e.details.get("invalid", [])) if not e.valid else ("" if r.rank else "not counting")
         return (
