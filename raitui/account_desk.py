@@ -5,6 +5,7 @@ worker threads. Each action returns what happened in words, or raises with a mes
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,10 @@ class AccountDesk:
     def __init__(self, backends: Any) -> None:
         self.b = backends
 
-    def list(self) -> list[Account]:
+    def list(self) -> builtins.list[Account]:
         return self.b.accounts.list()
 
-    def roles(self) -> list[str]:
+    def roles(self) -> builtins.list[str]:
         return list(self.b.config.roles)
 
     def create(self, fields: dict[str, Any], send: bool) -> str:

@@ -138,7 +138,7 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
         record = JobRecord(job_id=job_id, username=user, team=team, queue=queue, state=st, node=node,
                            image="localhost/rai-test:latest", submitted_at=_at(submitted),
                            started_at=_at(started) if started is not None else None,
-                           finished_at=_at(started - duration) if st.finished and started is not None else None,
+                           finished_at=_at(started - (duration or 0)) if st.finished and started is not None else None,
                            exit_code=exit_code, duration=duration, message=message, attempts=1 if node else 0)
         b.live.put_job(record, ttl=86400)
         if st != JobState.queued:

@@ -53,7 +53,7 @@ class RosterImportScreen(ModalScreen[str | None]):
                 yield Checkbox("Dry run", id="roster-dry-run")
             yield ProgressBar(total=None, show_eta=False, id="roster-progress")
             yield Static("", id="roster-status")
-            table = DataTable(id="roster-rows", cursor_type="none", zebra_stripes=True)
+            table: DataTable[Text | str] = DataTable(id="roster-rows", cursor_type="none", zebra_stripes=True)
             table.border_title = "rows to look at"
             yield table
             with Horizontal(classes="modal-buttons"):
@@ -117,8 +117,8 @@ class RosterImportScreen(ModalScreen[str | None]):
     def _finished(self, report: ImportReport | None, error: str | None) -> None:
         self.running = False
         self.query_one("#roster-start", Button).disabled = False
-        if error is not None:
-            self.set_status(error, error=True)
+        if error is not None or report is None:
+            self.set_status(error or "the import did not finish", error=True)
             return
         line = summary_line(report)
         self.result = f"{report.source}: {line}"

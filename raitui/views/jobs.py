@@ -162,7 +162,8 @@ class JobsView(View):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.console.open_tail(event.row_key.value)
+        if event.row_key.value:
+            self.console.open_tail(event.row_key.value)
 
     def action_open_tail(self) -> None:
         job_id = self.selected_job_id()

@@ -134,7 +134,7 @@ class RankingsView(ReloadingView[Loaded]):
         rows = []
         for e in entries:
             s = standing.get(e.team)
-            rows.append(Row(e, s.rank if e.job_id in counting else None, s.valid_results if s else 0,
+            rows.append(Row(e, s.rank if s and e.job_id in counting else None, s.valid_results if s else 0,
                             " ".join(self.members.get(e.team, [])), team_label(self.secret, e.team)))
         rows.sort(key=lambda r: r.sort_key(self.sort_column, board.kind.lower_is_better), reverse=self.descending)
         return rows
@@ -146,10 +146,12 @@ class RankingsView(ReloadingView[Loaded]):
             title.update(Text("no ranked projects: add a projects: section to the config "
                               "(README: Ranked submissions)", style=DIM))
             return
-        shown = board is not None and board.kind == kind
+        if board is not None and board.kind != kind:
+            board = None  # still the last kind's
+        shown = board is not None
         what = f"{kind.metric}, {'lower' if kind.lower_is_better else 'higher'} is better, each team's " \
                f"{'best' if kind.counts == 'best' else 'latest'}"
-        counts = f" · {len(board.rows)} teams ranked, {len(board.entries)} results" if shown else ""
+        counts = f" · {len(board.rows)} teams ranked, {len(board.entries)} results" if board else ""
         title.update(Text.assemble((f" {kind.name}", "bold"), f" · {kind.title} · {what}{counts}",
                                    (f" · kind {self.current + 1} of {len(self.kinds)} ([ ])", DIM), no_wrap=True,
                                    overflow="ellipsis"))
@@ -225,7 +227,8 @@ class RankingsView(ReloadingView[Loaded]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.console.open_tail(event.row_key.value)
+        if event.row_key.value:
+            self.console.open_tail(event.row_key.value)
 
     def action_open_log(self) -> None:
         job_id = self.selected_job_id()
