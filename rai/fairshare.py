@@ -101,19 +101,12 @@ def eta(ahead: int, capacity: int, typical: float = DEFAULT_TYPICAL) -> float:
     return typical * (rounds + 0.5)
 
 
-def about(seconds: float) -> str:
-    """A wait as a person says it: "under a minute", "about 6 min", "about 2 h"."""
+def about(seconds: float, short: bool = False) -> str:
+    """A wait as a person says it: "under a minute", "about 6 min", "about 2 h"; `short`, for a narrow
+    column: "<1 min", "~6 min", "~2 h"."""
     if seconds < 60:
-        return "under a minute"
+        return "<1 min" if short else "under a minute"
+    approx = "~" if short else "about "
     if seconds < 5400:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.0f} h"
-
-
-def about_short(seconds: float) -> str:
-    """The same wait as `about`, for a narrow column: "<1 min", "~6 min", "~2 h"."""
-    if seconds < 60:
-        return "<1 min"
-    if seconds < 5400:
-        return f"~{round(seconds / 60)} min"
-    return f"~{seconds / 3600:.0f} h"
+        return f"{approx}{round(seconds / 60)} min"
+    return f"{approx}{seconds / 3600:.0f} h"

@@ -190,6 +190,6 @@ def _state_and_start(r: JobRecord, snapshot: ClusterSnapshot) -> tuple[Any, ...]
     started: Any = time_text(r.started_at, now) if r.started_at else Text("-", style=DIM)
     if place is not None:
         state.append(f" {place.ordinal}", style="bold")
-        started = Text(f"in {fairshare.about_short(place.eta_seconds)}" if place.eta_seconds is not None
+        started = Text(f"in {fairshare.about(place.eta_seconds, short=True)}" if place.eta_seconds is not None
                        else "no node", style=f"italic {DIM}")
     return (state, r.node or Text("-", style=DIM), time_text(r.submitted_at, now), started)
