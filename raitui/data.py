@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 from rai.backends import Backends
 from rai.backends.queue import QueueDepth
@@ -269,12 +270,16 @@ class ConsoleData:
         """Where each waiting job stands on its queue and when it may start: the rule rai status uses."""
         out: dict[str, Place] = {}
         for q in queues:
-            if q.waiting:
+            if not q.waiting:
+                continue
+            try:
                 order = read_order(self.b, q.name)
-                for job_id in order.places:
-                    place = place_in(order, job_id)
-                    if place is not None:
-                        out[job_id] = place
+            except Exception:  # noqa: BLE001 - only advice: the jobs show without their places
+                continue
+            for job_id in order.places:
+                place = place_in(order, job_id)
+                if place is not None:
+                    out[job_id] = place
         return out
 
     @cached_property
@@ -294,6 +299,10 @@ class ConsoleData:
             history = [(t, int(w)) for t, w in self.b.live.depth_history(queue)]
             self._history[queue] = (time.monotonic(), history)
         return [(t, w) for t, w in history if t >= now - HOUR]
+
+    def connected_redis(self) -> Any:
+        """The console's own Redis client, None when it never connected (asking would connect)."""
+        return self.b.__dict__.get("redis")
 
     # one job
     def job(self, job_id: str) -> JobRecord | None:

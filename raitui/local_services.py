@@ -138,8 +138,7 @@ class LocalServices(App):
         if self.server.status().elsewhere:
             left.append(f"left running: rai-server at {self.server.url} (it was answering before the console "
                         "started, so the console started none)")
-        client = self.data.b.__dict__.get("redis")  # the console's own client, when it ever connected
-        outcome = stop_if_ours(self.redis_at_start, client)
+        outcome = stop_if_ours(self.redis_at_start, self.data.connected_redis())
         if outcome.stopped:
             stopped.append("redis-server")
         if outcome.line:
