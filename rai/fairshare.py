@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,19 +78,23 @@ def order(groups: Mapping[str, Sequence[float]], usage: Mapping[str, float], cha
           age_weight: float = DEFAULT_AGE_WEIGHT) -> list[tuple[str, int]]:
     """The order the waiting jobs run in if nothing else arrives, as (group, index in its waiting jobs):
     `groups` gives each group's waiting jobs as their waits, oldest first; each job taken charges its group
-    `charge` (its expected usage), as a claim does."""
-    queued = {g: list(w) for g, w in groups.items() if w}
-    used = {g: usage.get(g, 0.0) for g in queued}
-    taken = {g: 0 for g in queued}
+    `charge` (its expected usage), as a claim does. The same choice as `pick` at each step (only the group
+    just taken from changes its head, so a heap of the heads keeps it O(n log groups))."""
+    used = {g: usage.get(g, 0.0) for g, w in groups.items() if w}
+
+    def head(g: str, i: int) -> tuple[float, float, str, int]:
+        waited = groups[g][i]
+        return (priority(used[g], waited, age_weight), -waited, g, i)
+
+    heap = [head(g, 0) for g in used]
+    heapq.heapify(heap)
     out: list[tuple[str, int]] = []
-    while queued:
-        g = pick([Head(g, used[g], w[0]) for g, w in queued.items()], age_weight)
-        out.append((g, taken[g]))
-        taken[g] += 1
-        queued[g].pop(0)
+    while heap:
+        _, _, g, i = heapq.heappop(heap)
+        out.append((g, i))
         used[g] += charge
-        if not queued[g]:
-            del queued[g]
+        if i + 1 < len(groups[g]):
+            heapq.heappush(heap, head(g, i + 1))
     return out
 
 
