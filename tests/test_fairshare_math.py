@@ -65,3 +65,28 @@ def test_a_place_in_line_as_a_person_says_it():
     assert place_in(order, "gone") is None
     no_node = place_in(QueueOrder(at=0.0, places={"a": 0}, total=1, capacity=0, typical=60.0), "a")
     assert no_node is not None and no_node.eta is None
+
+
+def test_the_order_is_what_pick_chooses_step_by_step():
+    import random
+
+    def by_pick(groups, usage, charge, age_weight):  # the rule as it reads: pick a head, charge it, again
+        queued = {g: list(w) for g, w in groups.items() if w}
+        used = {g: usage.get(g, 0.0) for g in queued}
+        out = []
+        while queued:
+            g = fairshare.pick([fairshare.Head(g, used[g], w[0]) for g, w in queued.items()], age_weight)
+            out.append((g, len(groups[g]) - len(queued[g])))
+            queued[g].pop(0)
+            used[g] += charge
+            if not queued[g]:
+                del queued[g]
+        return out
+
+    rnd = random.Random(7)
+    for _ in range(500):
+        groups = {f"g{g}": sorted((rnd.choice([rnd.uniform(0, 5000), 100.0]) for _ in range(rnd.randint(0, 6))),
+                                  reverse=True) for g in range(rnd.randint(0, 8))}
+        usage = {g: rnd.choice([0.0, 60.0, rnd.uniform(0, 500)]) for g in groups if rnd.random() < 0.7}
+        charge, age_weight = rnd.choice([0.0, 60.0, 250.0]), rnd.choice([0.0, 0.01, 1.0])
+        assert fairshare.order(groups, usage, charge, age_weight) == by_pick(groups, usage, charge, age_weight)
