@@ -20,7 +20,7 @@ from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats
 from raid.heartbeat import Heartbeat
-from raid.images import prune
+from raid.image_prune import prune
 from raid.job_runner import JobRunner, remove_left_work
 from raid.ranking import RankedSubmissions
 

@@ -23,7 +23,8 @@ from rai.backends import Backends
 from rai.config import Config
 from rai.errors import UserError
 from rai.models import JobRecord, JobRequest, JobState, RankingEntry
-from rai.projects import PUBLIC_KEY, PublicProjects, RankedKind, as_number, lookup
+from rai.projects import RankedKind, as_number, lookup
+from rai.public_projects import PUBLIC_KEY, PublicProjects
 from raid.verify import Refused
 
 log = logging.getLogger("raid.ranking")

@@ -26,7 +26,7 @@ from rai.backends.redis_queue import RedisJobQueue
 from rai.config import Config
 from rai.live import LiveBoard
 from rai.models import CancelRequest, JobRecord, JobState, LogEntry, LogKind, NodeHeartbeat, utcnow
-from rai.projects import PUBLIC_KEY, published_projects
+from rai.public_projects import PUBLIC_KEY, published_projects
 from rai.quotas import QuotaBook
 from rai.redis_server import connect
 from rai.usage import UsageLedger
