@@ -188,7 +188,7 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
     except BaseException:
         packing.close()
         raise
-    with UploadBar(enabled=err().is_terminal and not no_follow) as bar:
+    with UploadBar(enabled=not no_follow and err().is_terminal) as bar:
         sub = client.submit(
             project,
             queue=queue,
@@ -201,8 +201,8 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
         click.echo(sub.job_id)
     else:
         err().print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
-    if sub.notice:
-        err().print(f"[yellow]» {sub.notice}[/]")
+    if sub.notice:  # click's colours, not rich: `--no-follow` then loads no rich at all
+        click.secho(f"» {sub.notice}", fg="yellow", err=True)
     return 0 if no_follow else _follow_and_report(client, sub.job_id, output, sub.queue)
 
 
