@@ -417,7 +417,7 @@ def test_an_output_flood_ends_on_its_time_limit_and_its_container_is_removed(exe
 
 
 def test_a_build_folder_that_cannot_be_copied_is_retried_a_bounded_number_of_times(job, caplog):
-    from raid.executor import BUILD_COPY_ATTEMPTS
+    from raid.build_copy import BUILD_COPY_ATTEMPTS
 
     with caplog.at_level("INFO", logger="raid.executor"):
         result, sink, archive = job(["cd / && rm -rf /build"])  # nothing left to copy out
