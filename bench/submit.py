@@ -9,6 +9,7 @@ rai_build.yml. Then, each run (after one untimed pass of the baseline, so every 
 
   baseline  `tar -cf - DIR | zstd -3 -T0 > /dev/null` (needs the zstd program: `apt-get install zstd`)
   pack      rai.packing.PackStream read into a null sink, in this process: packing alone, as submit packs
+            (zstd level 2: the first line says how much larger its archive is than the baseline's)
   client    rai.client.Client.submit in this process: packing streamed into the upload, then the job
             request (no interpreter start, no imports)
   submit    `python -m rai submit --no-follow -p DIR` as a student runs it: a fresh interpreter, its
