@@ -8,6 +8,7 @@ refused), 2 bad input, 3 a service does not answer, 4 not found, 5 credentials r
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +47,17 @@ class Context:
         from rai.config import load_config
         from rai.profile import load_profile
 
-        return Client(load_config(self.config_path), load_profile(self.profile_arg))
+        client = Client(load_config(self.config_path), load_profile(self.profile_arg))
+        started()
+        return client
+
+
+def started() -> None:
+    """The client's modules are loaded: what they made lives as long as the process, so it is frozen (never
+    scanned again) and the garbage collector, off while they loaded (main), goes back on."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> JobEnd | None:
@@ -310,4 +321,7 @@ for _command in RANKING_COMMANDS:  # ranking, history, submitted
 
 
 def main() -> None:
+    # Loading the client makes ~60,000 objects that all outlive it; the collections they would set off on the
+    # way scan them again and again (0.05-0.1 s of a command's CPU): off until started(), or the command's end.
+    gc.disable()
     run_cli(cli)
