@@ -273,6 +273,7 @@ class Executor:
                                f"({refused} process starts refused)")
         return result
 
+    # long: one read loop and its three endings (markers, a stop, a killed shell) share the state they read
     def _watch(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
                build_archive: Path, container, sock, token_hex: str) -> RunResult:
         job = JobMarkers(spec.job_id, spec.commands, sink.status)
