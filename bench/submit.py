@@ -9,6 +9,7 @@ rai_build.yml. Then, each run (after one untimed pass of the baseline, so every 
 
   baseline  `tar -cf - DIR | zstd -3 -T0 > /dev/null` (needs the zstd program: `apt-get install zstd`)
   pack      rai.packing.PackStream read into a null sink, in this process: packing alone, as submit packs
+            (zstd level 2: the first line says how much larger its archive is than the baseline's)
   client    rai.client.Client.submit in this process: packing streamed into the upload, then the job
             request (no interpreter start, no imports)
   submit    `python -m rai submit --no-follow -p DIR` as a student runs it: a fresh interpreter, its
@@ -69,6 +70,13 @@ def baseline(project: Path) -> float:
     subprocess.run(f"tar -cf - -C {project.parent} {project.name} | zstd -3 -T0 > /dev/null", shell=True,
                    check=True)
     return time.perf_counter() - t0
+
+
+def baseline_size(project: Path) -> int:
+    """Bytes of the baseline's archive (untimed): what rai's own packing (zstd level 2) is compared with."""
+    r = subprocess.run(f"tar -cf - -C {project.parent} {project.name} | zstd -3 -T0 | wc -c", shell=True,
+                       check=True, capture_output=True, text=True)
+    return int(r.stdout.strip())
 
 
 def pack(project: Path) -> tuple[float, int]:
@@ -134,7 +142,7 @@ def main() -> None:
     student_config.write_text(f"server:\n  url: {inst.server_url}\n")
     rows = []
     try:
-        baseline(project)  # warm: every file in the page cache
+        zstd3 = baseline_size(project)  # also warms: every file in the page cache
         cli_submit(inst, student_config, project)  # warm: the interpreter's bytecode caches
         for _ in range(args.runs):
             b = baseline(project)
@@ -148,7 +156,8 @@ def main() -> None:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"project: {TEXT_FILES:,} x {TEXT_SIZE // 1024} KB text + {BINARY_FILES} x {BINARY_SIZE >> 20} MB "
-          f"binary = {total / 1e6:.0f} MB, packed {size / 1e6:.1f} MB; {os.cpu_count()} CPUs; runs: {args.runs}")
+          f"binary = {total / 1e6:.0f} MB, packed {size / 1e6:.1f} MB (zstd -3: {zstd3 / 1e6:.1f} MB, rai "
+          f"{(size / zstd3 - 1) * 100:+.1f}%); {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; runs: {args.runs}")
     for i, (b, p, c, s) in enumerate(rows, 1):
         print(f"run {i}: baseline tar | zstd -3 -T0 {b:.3f}s  pack {p:.3f}s  Client.submit {c:.3f}s  "
               f"rai submit --no-follow {s:.3f}s")

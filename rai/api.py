@@ -11,18 +11,24 @@ import hashlib
 import json
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import httpx
 
 from rai import __version__
 from rai.config import ServerConfig
 from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
 from rai.profile import Profile
 from rai.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
+
+# httpx's own command line (httpx._main) loads rich's progress bars and syntax highlighting and pygments, a
+# third of what `import httpx` costs; rai never runs it, so that import fails as httpx expects when its
+# [cli] extra is missing (httpx.main then only says how to install it).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
 
 log = logging.getLogger("rai.api")
 
@@ -51,7 +57,11 @@ class ServerAPI:
         self.profile = profile
         self.timeout = server.timeout
         verify: bool | ssl.SSLContext = True
-        if server.ca_bundle:
+        if urlsplit(self.base).scheme == "http":
+            # No TLS to a plain-http server (a local one): an empty context instead of loading certifi's bundle
+            # (~50 ms of every command). It trusts no certificate, so a TLS connection through it would fail.
+            verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        elif server.ca_bundle:
             bundle = Path(server.ca_bundle).expanduser()
             if not bundle.is_file():
                 raise UserError(f"server.ca_bundle {bundle} does not exist",

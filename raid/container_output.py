@@ -4,13 +4,14 @@
 stderr and pulls the job script's marker lines (`<token> step N`, `<token> end N RC OOM` on stdout,
 `<token> eof` on stderr) out of the streams, so the token never reaches the user.
 `copy_build_archive` writes the engine's tar stream of /build to a plain tar file, keeping whole
-members only, up to a size limit. `TarUpload` hands a tar file to put_archive without its trailing
-zero padding.
+members only, up to a size limit. `JobUpload` hands the container its folders, its marker token and the
+project (under src/) in one put_archive, without the tar's trailing zero padding.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -183,30 +184,40 @@ def _copy(reader: _ChunkReader, dest: Path, limit: int) -> ArchiveCopy:
     return ArchiveCopy(members, dest.stat().st_size, truncated)
 
 
-def tar_data_end(path: Path) -> int:
-    """The length of the tar at `path` up to and including its end-of-archive marker (two zero blocks).
-
-    Raises tarfile.ReadError when it is not a tar.
-    """
-    with tarfile.open(path, mode="r:") as t:
-        for _ in t:
-            pass
-        return t.offset + 1024
-
-
-class TarUpload(io.RawIOBase):
-    """A tar file cut after its end-of-archive marker, for put_archive.
-
-    Podman's extractor stops reading at the marker and exits; when the rest of the record padding
-    is still being written the upload fails with "broken pipe" (seen with empty archives), so the
-    padding is never sent. `len()` gives the request its Content-Length.
+class JobUpload(io.RawIOBase):
+    """What a job's container gets before it starts, in one put_archive at "/": the members of `head` (its
+    folders and the marker token's file, a tar without its end marker) and the project tar at `source_tar`
+    with every name (and hard link target) under src/, then the end-of-archive marker and no record padding:
+    Podman's extractor stops reading at the marker and exits, and an upload still writing padding then fails
+    with "broken pipe". The project's file data is read from `source_tar` as it is sent, not copied;
+    `len()` gives the request its Content-Length. Raises tarfile.ReadError when `source_tar` is not a tar.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, source_tar: Path, head: bytes, under: str = "src"):
         super().__init__()
-        self._length = tar_data_end(path)
-        self._left = self._length
-        self._f = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self._f = open(source_tar, "rb")  # noqa: SIM115 - closed with this object
+        self._parts: list[bytes | tuple[int, int]] = [head]  # bytes, or (offset, length) of source_tar
+        try:
+            with tarfile.open(fileobj=self._f, mode="r:") as tar:
+                for m in tar:
+                    if m.name in ("", "."):
+                        continue  # the folder itself: `head` has it
+                    data_at, size = m.offset_data, m.size if m.isreg() else 0
+                    m.name = f"{under}/{m.name}"
+                    if m.islnk():
+                        m.linkname = f"{under}/{m.linkname}"
+                    for key in ("path", "linkpath"):  # a long name's pax record would win over the new name
+                        m.pax_headers.pop(key, None)
+                    self._parts.append(m.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+                    if size:
+                        self._parts.append((data_at, _blocks(size)))
+        except BaseException:
+            self._f.close()
+            raise
+        self._parts.append(bytes(2 * tarfile.BLOCKSIZE))
+        self._length = sum(len(p) if isinstance(p, bytes) else p[1] for p in self._parts)
+        self._part = 0
+        self._done = 0  # bytes of the current part already sent
 
     def __len__(self) -> int:
         return self._length
@@ -215,18 +226,22 @@ class TarUpload(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        if self._left <= 0:
-            return 0
-        n = self._f.readinto(memoryview(b)[:min(len(b), self._left)])
-        self._left -= n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self._left
-        data = self._f.read(min(size, self._left))
-        self._left -= len(data)
-        return data
+        while self._part < len(self._parts):
+            part = self._parts[self._part]
+            size = len(part) if isinstance(part, bytes) else part[1]
+            if self._done >= size:
+                self._part, self._done = self._part + 1, 0
+                continue
+            n = min(len(b), size - self._done)
+            if isinstance(part, bytes):
+                b[:n] = part[self._done:self._done + n]
+            else:
+                n = os.preadv(self._f.fileno(), [memoryview(b)[:n]], part[0] + self._done)
+                if n <= 0:
+                    raise OSError("the project archive became shorter while it was sent")
+            self._done += n
+            return n
+        return 0
 
     def close(self) -> None:
         self._f.close()

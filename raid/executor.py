@@ -18,12 +18,9 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import os
-import queue
 import secrets
 import select
 import tarfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,15 +31,17 @@ import docker
 import docker.errors
 import docker.types
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from rai.config import DockerConfig
 from rai.errors import ServiceUnavailable
 from rai.models import JobState
-from rai.retrying import RetryLater
-from raid.container_output import OutputDemux, TarUpload, copy_build_archive
+from raid.build_copy import copy_build
+from raid.cgroups import pids_cgroup, pids_refused
+from raid.container_output import JobUpload, OutputDemux
+from raid.container_removal import ContainerRemover
+from raid.engine import connect
 from raid.images import ImageNotFound, ensure_image
-from raid.job_script import JobMarkers, duration_text, job_script, marker_token, short, size_text, token_tar
+from raid.job_script import JobMarkers, duration_text, job_script, marker_token, size_text, token_tar
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +50,7 @@ RECV_SIZE = 256 * 1024
 DRAIN_TIMEOUT = 2.0  # at most this long reading what a stopped job had written
 DRAIN_QUIET = 0.1  # ... or until the stream is quiet this long
 EOF_MARKER_WAIT = 2.0  # after the end marker on stdout, wait at most this long for the one on stderr
-BUILD_COPY_ATTEMPTS = 6  # tries to copy /build out (tenacity), about 3 s of waits in all
-BUILD_COPY_FIRST_WAIT = 0.1  # seconds before the second try, doubling after
-REMOVE_ATTEMPTS = 6  # tries to remove a job's container (about 30 s in all)
-CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1's pids hierarchy, then v2's unified one
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
-SOCKETS = ["unix:///run/podman/podman.sock", "unix:///var/run/docker.sock"]
 
 
 @dataclass
@@ -95,8 +89,8 @@ class OutputSink(Protocol):
 
 
 def _dirs_tar(token_hex: str | None = None) -> bytes:
-    """A tar of the empty /src and /build folders (and the marker token's file), uploaded before the
-    project in one call (no record padding)."""
+    """A tar of the empty /src and /build folders (and the marker token's file), no record padding; the
+    project follows it in the same put_archive (JobUpload)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         for name, mode in (("src", 0o755), ("build", 0o777)):
@@ -117,45 +111,14 @@ class Executor:
     def __init__(self, client: docker.DockerClient, gpu_driver: str = "nvidia"):
         self.client = client
         self.gpu_driver = gpu_driver
-        # Containers are removed by a thread of their own once their job's result is known: removing one
-        # takes Podman 0.3-0.8 s (more after a big output), which the job's end no longer waits for.
-        self._removals: queue.Queue = queue.Queue()
-        self._remover: threading.Thread | None = None
-        self._remover_lock = threading.Lock()
+        self._remover = ContainerRemover()  # containers go once their job's result is known, not before
 
     # --- engine -------------------------------------------------------------------------------
 
     @classmethod
     def from_config(cls, cfg: DockerConfig) -> Executor:
         """Connect to base_url, else DOCKER_HOST, else the first of the usual sockets that answers."""
-        if cfg.base_url:
-            candidates = [cfg.base_url]
-        elif os.environ.get("DOCKER_HOST"):
-            candidates = ["env"]
-        else:
-            candidates = list(SOCKETS)
-            xdg = os.environ.get("XDG_RUNTIME_DIR")
-            if xdg:
-                candidates.append(f"unix://{xdg}/podman/podman.sock")
-        tried = []
-        for url in candidates:
-            shown = os.environ.get("DOCKER_HOST", "") if url == "env" else url
-            if url.startswith("unix://") and not Path(url[len("unix://"):]).exists():
-                tried.append(f"{shown} (no such socket)")
-                continue
-            try:
-                client = docker.from_env(timeout=120) if url == "env" else docker.DockerClient(
-                    base_url=url, timeout=120)
-                client.ping()
-            except Exception as e:  # noqa: BLE001 - any failure means "does not answer"
-                tried.append(f"{shown} ({type(e).__name__})")
-                continue
-            return cls(client, gpu_driver=cfg.gpu_driver)
-        raise ServiceUnavailable(
-            "no container engine answers: tried " + ", ".join(tried),
-            hint="start Docker, or Podman's API socket (podman system service --time=0 "
-                 "unix:///run/podman/podman.sock &), or set docker.base_url in the config",
-        )
+        return cls(connect(cfg), gpu_driver=cfg.gpu_driver)
 
     @functools.cached_property
     def engine_reports_oom(self) -> bool:
@@ -218,8 +181,8 @@ class Executor:
             self.ensure_image(spec.image, sink)
         except ImageNotFound as e:
             return RunResult(JobState.error, None, 0.0, e.message)
-        try:
-            upload = TarUpload(spec.source_tar)
+        try:  # the folders, the marker token and the project in one call: each put_archive costs Podman ~35 ms
+            upload = JobUpload(spec.source_tar, _dirs_tar(token_hex)[:-2 * tarfile.BLOCKSIZE])
         except (OSError, tarfile.TarError) as e:
             log.warning("job %s: reading the project archive failed: %s", spec.job_id, e)
             return RunResult(JobState.error, None, 0.0, "the project archive could not be read on the node; submit "
@@ -231,10 +194,9 @@ class Executor:
             upload.close()
             raise
         try:
-            container.put_archive("/", _dirs_tar(token_hex))
             try:
                 with upload:
-                    container.put_archive("/src", upload)
+                    container.put_archive("/", upload)
             except docker.errors.APIError as e:  # its words name the host's storage paths: for raid's log only
                 log.warning("job %s: the engine refused the project archive: %s", spec.job_id, e)
                 return RunResult(JobState.refused, None, 0.0,
@@ -262,50 +224,11 @@ class Executor:
                     sock.close()
                 except OSError:
                     pass
-            self._remove_later(container, spec.job_id)
-
-    def _remove_later(self, container, job_id: str) -> None:
-        with self._remover_lock:
-            if self._remover is None or not self._remover.is_alive():
-                self._remover = threading.Thread(target=self._remove_queued, name="container-remover", daemon=True)
-                self._remover.start()
-        self._removals.put((container, job_id))
-
-    def _remove_queued(self) -> None:
-        while True:
-            container, job_id = self._removals.get()
-            try:
-                self._remove(container, job_id)
-            finally:
-                self._removals.task_done()
+            self._remover.remove_later(container, spec.job_id)
 
     def wait_removals(self, timeout: float = 60.0) -> bool:
         """Wait until every finished job's container is removed (raid's stop, tests); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._removals.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
-    def _remove(self, container, job_id: str) -> None:
-        """Remove the container, retrying: after an output flood Podman may answer 500 ("timed out waiting
-        for file .../exits/...") for a while. What still fails is logged; raid removes it at its next start."""
-        delay = 0.5
-        for attempt in range(REMOVE_ATTEMPTS):
-            try:
-                container.remove(force=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except Exception as e:  # noqa: BLE001 - never hide the job's result behind a cleanup failure
-                if attempt == REMOVE_ATTEMPTS - 1:
-                    log.error("job %s: removing container %s failed: %s", job_id, container.id[:12], e)
-                    return
-                log.info("job %s: removing container %s failed (attempt %d): %s", job_id, container.id[:12],
-                         attempt + 1, e)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+        return self._remover.wait(timeout)
 
     def _create(self, spec: RunSpec, token_hex: str):
         env = dict(spec.env)
@@ -350,6 +273,7 @@ class Executor:
                                f"({refused} process starts refused)")
         return result
 
+    # long: one read loop and its three endings (markers, a stop, a killed shell) share the state they read
     def _watch(self, spec: RunSpec, sink: OutputSink, should_cancel: Callable[[], str | None],
                build_archive: Path, container, sock, token_hex: str) -> RunResult:
         job = JobMarkers(spec.job_id, spec.commands, sink.status)
@@ -447,79 +371,6 @@ class Executor:
             pass
         demux.flush()
 
-    def _copy_build(self, container, dest: Path, spec: RunSpec, sink: OutputSink, alive: bool) -> bool:
-        """Write /build to `dest`; returns whether it was truncated. Leaves no file when it fails.
-
-        A copy taken while an exited container is still being torn down may fail or come back
-        empty (Podman), so an exited container is waited for first and failures are retried.
-        """
-        state = {"alive": alive, "waited": False}
-
-        def copy_once() -> bool:
-            if not state["alive"] and not state["waited"]:
-                state["waited"] = True
-                try:
-                    container.wait(timeout=10)
-                except Exception:  # noqa: BLE001 - best effort: the copy is retried anyway
-                    pass
-            try:
-                chunks, _ = container.get_archive("/build", chunk_size=1 << 20)
-                result = copy_build_archive(chunks, dest, spec.output_limit)
-            except (docker.errors.APIError, tarfile.TarError, requests.exceptions.RequestException) as e:
-                raise RetryLater(short(str(getattr(e, "explanation", None) or e), 200)) from None
-            if not result.members:
-                raise RetryLater("the archive was empty")
-            return result.truncated
-
-        def before_retry(retry_state) -> None:
-            log.info("job %s: copying /build failed (attempt %d): %s", spec.job_id, retry_state.attempt_number,
-                     retry_state.outcome.exception())
-            if not state["waited"]:
-                try:
-                    container.reload()
-                    state["alive"] = container.status in ("running", "paused")
-                except docker.errors.APIError:
-                    state["alive"] = False
-
-        try:
-            return Retrying(stop=stop_after_attempt(BUILD_COPY_ATTEMPTS), retry=retry_if_exception_type(RetryLater),
-                            wait=wait_exponential(multiplier=BUILD_COPY_FIRST_WAIT), before_sleep=before_retry,
-                            reraise=True)(copy_once)
-        except RetryLater as e:
-            error = e.reason
-        dest.unlink(missing_ok=True)
-        log.warning("job %s: /build could not be copied: %s", spec.job_id, error)
-        sink.status("could not copy /build out of the container, so this job has no outputs "
-                    "(the node's log has the details under the job id)")
-        return False
-
-
-def pids_cgroup(container_id: str) -> Path | None:
-    """The folder of the container's pids cgroup on this host (Docker and Podman name it after the id), or
-    None where it cannot be found (the engine on another host, another layout)."""
-    for root in CGROUP_ROOTS:
-        base = Path(root)
-        if not base.is_dir():
-            continue
-        for parent, dirs, _files in os.walk(base):
-            depth = len(Path(parent).relative_to(base).parts)
-            for d in dirs:
-                if container_id in d and (Path(parent) / d / "pids.events").exists():
-                    return Path(parent) / d
-            if depth >= 3:
-                dirs[:] = []
-    return None
-
-
-def pids_refused(folder: Path | None) -> int:
-    """How many process starts the pids limit refused in the cgroup (`max N` of pids.events); 0 when unknown."""
-    if folder is None:
-        return 0
-    try:
-        for line in (folder / "pids.events").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "max" and value.strip().isdigit():
-                return int(value)
-    except OSError:
-        pass
-    return 0
+    @staticmethod
+    def _copy_build(container, dest: Path, spec: RunSpec, sink: OutputSink, alive: bool) -> bool:
+        return copy_build(container, dest, spec.output_limit, spec.job_id, sink.status, alive)

@@ -97,6 +97,9 @@ def test_a_command_that_asks_the_server_loads_the_client(profile_file, tmp_path)
                            "20990101000000-000000000000"], tmp_path)
     assert r.returncode == 3 and "cannot reach the rai server" in r.stderr, r.stderr[-2000:]
     assert {"httpx", "pydantic", "rai.client", "rai.config", "rai.models"} <= modules
+    # ... but not what httpx's own command line needs (rich's progress bars, pygments), nor the daemon's and
+    # the console's libraries
+    assert not {"pygments", "rich.progress", "rich.syntax", "boto3", "docker", "textual"} & modules
 
 
 BODIES = [

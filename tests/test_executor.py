@@ -170,6 +170,33 @@ def test_commands_run_in_order_in_build_with_src_uploaded(job):
                                "$ cp -r /src/. /build/ && mkdir d && ls"]
 
 
+def test_the_project_arrives_whole_in_one_upload_with_long_names_and_links(executor, test_image, tmp_path):
+    """The folders, the token and the project go into the container in one put_archive: a name longer than
+    a tar header holds, a hard link and a symbolic link arrive under /src as they were packed."""
+    long = "d" * 60 + "/" + "f" * 80 + ".txt"
+    source = tmp_path / "src.tar"
+    with tarfile.open(source, "w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in ((long, b"long name\n"), ("a.txt", b"first\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), 0o644
+            t.addfile(ti, io.BytesIO(data))
+        hard = tarfile.TarInfo("hard.txt")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "a.txt"
+        soft = tarfile.TarInfo("soft.txt")
+        soft.type, soft.linkname = tarfile.SYMTYPE, "a.txt"
+        t.addfile(hard)
+        t.addfile(soft)
+    spec = RunSpec(job_id="t" + secrets.token_hex(5), image=test_image, env={}, source_tar=source,
+                   labels={"rai.node": "test-executor"},
+                   commands=[f"cat /src/{long} /src/hard.txt /src/soft.txt", "readlink /src/soft.txt",
+                             "stat -c '%h' /src/a.txt", "ls -a / | grep -c rai-token || true"])
+    sink = RecordingSink()
+    result = executor.run(spec, sink, lambda: None, tmp_path / "build.tar")
+    assert executor.wait_removals(30)
+    assert result.state == JobState.succeeded, (result, sink.events)
+    assert sink.text() == "long name\nfirst\nfirst\na.txt\n2\n0\n"
+
+
 def test_a_failing_command_stops_the_job(job):
     result, sink, _ = job(["echo one", "echo two; exit 3", "echo three"])
     assert result.state == JobState.failed
@@ -417,7 +444,7 @@ def test_an_output_flood_ends_on_its_time_limit_and_its_container_is_removed(exe
 
 
 def test_a_build_folder_that_cannot_be_copied_is_retried_a_bounded_number_of_times(job, caplog):
-    from raid.executor import BUILD_COPY_ATTEMPTS
+    from raid.build_copy import BUILD_COPY_ATTEMPTS
 
     with caplog.at_level("INFO", logger="raid.executor"):
         result, sink, archive = job(["cd / && rm -rf /build"])  # nothing left to copy out
