@@ -13,7 +13,8 @@ from pathlib import Path
 
 from rai import __version__
 from rai.api import ServerAPI
-from rai.archive import ArchiveLimits, unpack
+from rai.archive import unpack
+from rai.archive_check import ArchiveLimits
 from rai.backends.store import upload_key
 from rai.config import Config
 from rai.errors import UserError

@@ -8,7 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rai.archive import ArchiveLimits, ArchiveRefused, file_sha256, tar_to_zstd, unpack_checked, upload_refusal
+from rai.archive import file_sha256, tar_to_zstd, unpack_checked
+from rai.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
 from rai.backends.store import ObjectStore, output_key
 from rai.config import Config, DockerConfig
 from rai.errors import NotFound

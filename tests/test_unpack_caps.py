@@ -16,14 +16,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rai.archive import (
-    ArchiveLimits,
-    ArchiveRefused,
-    check_archive,
-    unpack,
-    unpack_checked,
-    upload_refusal,
-)
+from rai.archive import check_archive, unpack, unpack_checked
+from rai.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
 from rai.errors import UserError
 from rai.packing import pack_directory
 
