@@ -147,7 +147,7 @@ class _CappedTarInfo(tarfile.TarInfo):
     def frombuf(cls, buf, encoding, errors):
         try:
             return super().frombuf(buf, encoding, errors)
-        except tarfile.EOFHeaderError:
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # tarfile has it; typeshed does not
             raise
         except tarfile.HeaderError as e:
             raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
@@ -167,18 +167,18 @@ class _CappedTarInfo(tarfile.TarInfo):
 
     def _proc_gnulong(self, tarfile):
         self._check_record(tarfile)
-        return super()._proc_gnulong(tarfile)
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]  # a private hook typeshed leaves out
 
     def _proc_pax(self, tarfile):
         self._check_record(tarfile)
         f = tarfile.fileobj
-        record = f.read(self._block(self.size))
+        record = f.read(self._block(self.size))  # type: ignore[attr-defined]  # private, as _proc_pax
         if _DIGIT_RUN.search(record):
             raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
                                  f"a pax record with a run of more than {DIGIT_RUN} digits")
         tarfile.fileobj = _PutBack(record, f)
         try:
-            return super()._proc_pax(tarfile)
+            return super()._proc_pax(tarfile)  # type: ignore[misc]  # a private hook typeshed leaves out
         finally:
             tarfile.fileobj = f
 
@@ -327,8 +327,8 @@ def _walk_checked(src: Path, limits: ArchiveLimits, on_member, strip_top: str | 
     try:
         with open(src, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
             stream = _CappedStream(zr, limits.max_bytes + STREAM_SLACK, limits.max_bytes)
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedTarInfo,
-                              bufsize=READ_CHUNK) as tar:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedTarInfo,  # type: ignore[call-overload]
+                              bufsize=READ_CHUNK) as tar:  # a raw stream reader is a file object to tarfile
                 for m in tar:
                     name = check.member(m)
                     stream.cap = limits.max_bytes + STREAM_SLACK + MEMBER_SLACK * check.stats.members
@@ -386,7 +386,8 @@ def unpack_checked(src: Path, dest: Path, limits: ArchiveLimits) -> ArchiveStats
             info.linkname = _link_name(m.linkname)
         out.addfile(info)
 
-    with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as out:
+    with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                      copybufsize=COPY_CHUNK) as out:  # TarFile takes it; typeshed's open() does not say so
         return _walk_checked(src, limits, write)
 
 

@@ -70,6 +70,8 @@ def order(groups: Mapping[str, Sequence[float]], usage: Mapping[str, float], cha
     out: list[tuple[str, int]] = []
     while queued:
         g = pick([Head(g, used[g], w[0]) for g, w in queued.items()], age_weight)
+        if g is None:  # never: a group waits while `queued` is not empty
+            break
         out.append((g, taken[g]))
         taken[g] += 1
         queued[g].pop(0)

@@ -45,6 +45,10 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass
 class NodeView:
     name: str
@@ -58,6 +62,15 @@ class NodeView:
         if self.draining:
             return "draining"
         return "low disk" if self.heartbeat.refusing else "active"
+
+
+@dataclass
+class LiveNode:
+    """A node whose heartbeat is current."""
+
+    name: str
+    heartbeat: NodeHeartbeat
+    draining: bool
 
 
 class LiveBoard:
@@ -135,6 +148,11 @@ class LiveBoard:
         pipe.zcard(f"{self.p}waiting:{queue}")
         rank, total = self._call(pipe.execute)
         return None if rank is None else (int(rank), int(total))
+
+    def waiting_ids(self, queue: str, limit: int | None = None) -> list[str]:
+        """The ids of the jobs waiting on `queue` by their records, oldest submission first (the first `limit`)."""
+        raw = self._call(self.r.zrange, f"{self.p}waiting:{queue}", 0, -1 if limit is None else limit - 1)
+        return [_s(job_id) for job_id in raw]
 
     def waiting(self, queue: str) -> tuple[int, float | None]:
         """(jobs waiting on `queue` by their records, unix time the oldest of them was submitted or None)."""
@@ -218,9 +236,10 @@ class LiveBoard:
             views.append(NodeView(n, hb, bool(raw[2 * i + 1])))
         return views
 
-    def serving(self, queue: str) -> list[NodeView]:
+    def serving(self, queue: str) -> list[LiveNode]:
         """The nodes alive on `queue` now (draining ones included)."""
-        return [n for n in self.nodes() if n.heartbeat is not None and n.heartbeat.queue == queue]
+        return [LiveNode(n.name, n.heartbeat, n.draining) for n in self.nodes()
+                if n.heartbeat is not None and n.heartbeat.queue == queue]
 
     # queue-depth history for the console's sparkline
     def record_depth(self, queue: str, waiting: int, at: datetime | None = None, keep: int = 720) -> None:

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -163,6 +163,8 @@ def _parse(url: str):
 
 def _redact(url: str) -> str:
     """The URL without its password, for messages (even a URL that does not parse)."""
+    parts: SplitResult | None
+    password: str | None
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -184,7 +186,7 @@ def _scrub(text: str, url: str) -> str:
         password = urlsplit(url).password
     except ValueError:
         return _redact(text)
-    for secret in {password, unquote(password or "")} - {None, ""}:
+    for secret in {password or "", unquote(password or "")} - {""}:
         text = text.replace(secret, "***")
     return text
 
@@ -296,6 +298,7 @@ def _start_local(server: str, url: str, shown: str, bind: str, port: int, embedd
             hint="set RAI_DATA_DIR to a writable folder",
         ) from None
     log_file = folder / f"redis-{port}.log"
+    password: str | None
     with _start_lock(folder / f"redis-{port}.lock"):
         if embedded:
             password = _ensure_password(folder, port, shown)
@@ -382,7 +385,7 @@ def _run_server(server: str, probe: redis.Redis, shown: str, bind: str, port: in
             hint=f"see {log_file}",
         )
     deadline = time.monotonic() + START_WAIT
-    problem = "no answer"
+    problem: str | None = "no answer"
     while time.monotonic() < deadline:
         problem = _ping(probe, shown)
         if problem is None:

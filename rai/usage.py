@@ -65,6 +65,7 @@ class UsageLedger:
     def usage(self, groups: list[str] | None = None, now: float | None = None) -> dict[str, float]:
         """Each group's decayed usage now (all groups when `groups` is None)."""
         now = time.time() if now is None else now
+        items: list[tuple[str, bytes | str | None]]
         if groups is None:
             raw = self.r.hgetall(self.key)
             items = [(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw.items()]

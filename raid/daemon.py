@@ -72,8 +72,8 @@ class Daemon:
     def needed_images(self) -> set[str]:
         """The images of the jobs this node runs and of those waiting on its queue: never pruned."""
         needed = set(self.runner.images_in_use.values())
-        for job_id in self.b.redis.zrange(f"rai:waiting:{self.queue_name}", 0, 999):
-            record = self.b.live.get_job(job_id.decode() if isinstance(job_id, bytes) else job_id)
+        for job_id in self.b.live.waiting_ids(self.queue_name, limit=1000):
+            record = self.b.live.get_job(job_id)
             if record is not None and record.image:
                 needed.add(record.image)
         return needed

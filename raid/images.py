@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import docker
 import docker.errors
@@ -55,7 +56,7 @@ class ImageRefused(UserError):
     """The Dockerfile builds on an image the role may not use."""
 
 
-class Sink:  # what a job's log writer offers (raid.executor.OutputSink)
+class Sink(Protocol):  # what a job's log writer offers (raid.executor.OutputSink)
     def output(self, kind: str, data: bytes) -> None: ...
 
     def status(self, text: str) -> None: ...

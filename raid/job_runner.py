@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rai.archive import ArchiveLimits, ArchiveRefused, file_sha256, tar_to_zstd, unpack_checked, upload_refusal
 from rai.backends import Backends
 from rai.backends.log_writer import LogWriter
-from rai.backends.queue import ClaimedJob
+from rai.backends.queue import ClaimedJob, DeadLettering
 from rai.backends.store import output_key
 from rai.errors import NotFound, ServiceUnavailable, UserError
 from rai.image_policy import allowed_patterns
@@ -139,9 +139,9 @@ class JobRunner:
         finally:
             self._free_slot(req)
             self._account(claimed, end.duration)
-        dead_letter = getattr(self.b.queue, "dead_letter", None)
-        if gave_up and dead_letter is not None:
-            dead_letter(claimed, end.message)  # kept with its reason for the post-mortem, never delivered again
+        if gave_up and isinstance(self.b.queue, DeadLettering):
+            # kept with its reason for the post-mortem, never delivered again
+            self.b.queue.dead_letter(claimed, end.message)
         else:
             self.b.queue.ack(claimed)
 

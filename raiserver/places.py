@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from rai import fairshare
+from rai.backends import Backends
+from rai.backends.queue import FairOrdering
 from raiserver.wire import Waiting
 
 FRESH = 1.0  # seconds a queue's order is reused
@@ -26,11 +29,11 @@ class QueueOrder:
 class PlaceBoard:
     """Each queue's waiting order, looked up for a second at most (ServerState holds one)."""
 
-    def __init__(self, backends):
+    def __init__(self, backends: Backends):
         self.b = backends
         self._orders: dict[str, QueueOrder] = {}
 
-    def cached(self, queue: str, job_id: str) -> Waiting | None | bool:
+    def cached(self, queue: str, job_id: str) -> Waiting | None | Literal[False]:
         """The job's place from a fresh cached order; False when the order must be looked up again."""
         order = self._orders.get(queue)
         if order is None or time.monotonic() - order.at > FRESH:
@@ -45,8 +48,8 @@ class PlaceBoard:
         return _waiting(self.refresh(queue), job_id)
 
     def refresh(self, queue: str) -> QueueOrder:
-        fair_order = getattr(self.b.queue, "fair_order", None)
-        ids = fair_order(queue) if fair_order is not None else self._fifo(queue)
+        queue_port = self.b.queue
+        ids = queue_port.fair_order(queue) if isinstance(queue_port, FairOrdering) else self._fifo(queue)
         nodes = [n for n in self.b.live.serving(queue) if not n.draining]
         order = QueueOrder(at=time.monotonic(), places={j: i for i, j in enumerate(ids)}, total=len(ids),
                            capacity=sum(n.heartbeat.capacity for n in nodes), typical=self.b.usage.typical(queue))
@@ -54,8 +57,7 @@ class PlaceBoard:
         return order
 
     def _fifo(self, queue: str) -> list[str]:
-        r, p = self.b.live.r, self.b.live.p
-        return [j.decode() if isinstance(j, bytes) else j for j in r.zrange(f"{p}waiting:{queue}", 0, -1)]
+        return self.b.live.waiting_ids(queue)
 
 
 def _waiting(order: QueueOrder, job_id: str) -> Waiting | None:

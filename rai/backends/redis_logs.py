@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 from pydantic import ValidationError
@@ -64,8 +65,21 @@ def _unavailable(e: BaseException, what: str = "Redis does not answer") -> Servi
     return ServiceUnavailable(f"{what}: {e}", hint="check that Redis (pubsub.url) runs and is reachable")
 
 
-def _s(value) -> str:
+def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+StreamRow = tuple[bytes, dict[bytes, bytes]]  # an entry's id and fields, as a client without decode_responses reads
+
+
+def range_rows(reply: Any) -> list[StreamRow]:
+    """The entries of an XRANGE or XREVRANGE reply (`[(id, fields), ...]`; redis-py types it loosely)."""
+    return [(entry_id, fields or {}) for entry_id, fields in reply or []]
+
+
+def read_rows(reply: Any) -> list[StreamRow]:
+    """The entries of an XREAD reply on one stream (`[[stream, [(id, fields), ...]]]`, None when none came)."""
+    return range_rows(reply[0][1]) if reply else []
 
 
 class RedisLogStream:
@@ -151,24 +165,23 @@ class RedisLogStream:
             block_ms = max(1, int(block * 1000))
         reply = self.r.xread({self.key(job_id): after}, count=count, block=block_ms)
         out: list[tuple[str, LogEntry]] = []
-        for _stream, rows in reply or []:
-            for entry_id, fields in rows:
-                raw = fields.get(FIELD) if fields else None
-                entry_id = _s(entry_id)
-                if raw is None:
-                    continue
-                try:
-                    entry = LogEntry.from_json(raw)
-                except ValidationError:
-                    log.warning("unreadable entry %s in the log of %s", entry_id, job_id)
-                    entry = LogEntry(kind=LogKind.status, body=f"(unreadable log entry {entry_id})")
-                out.append((entry_id, entry))
+        for raw_id, fields in read_rows(reply):
+            raw = fields.get(FIELD)
+            entry_id = _s(raw_id)
+            if raw is None:
+                continue
+            try:
+                entry = LogEntry.from_json(raw)
+            except ValidationError:
+                log.warning("unreadable entry %s in the log of %s", entry_id, job_id)
+                entry = LogEntry(kind=LogKind.status, body=f"(unreadable log entry {entry_id})")
+            out.append((entry_id, entry))
         return out
 
     def last_id(self, job_id: str) -> str:
         """The id of the newest entry, "0-0" when there is none."""
         try:
-            rows = self.r.xrevrange(self.key(job_id), count=1)
+            rows = range_rows(self.r.xrevrange(self.key(job_id), count=1))
         except _BLIPS as e:
             raise _unavailable(e) from e
         return _s(rows[0][0]) if rows else "0-0"
@@ -176,10 +189,10 @@ class RedisLogStream:
     def last_entry(self, job_id: str) -> LogEntry | None:
         """The newest entry, None when the stream is empty or gone."""
         try:
-            rows = self.r.xrevrange(self.key(job_id), count=1)
+            rows = range_rows(self.r.xrevrange(self.key(job_id), count=1))
         except _BLIPS as e:
             raise _unavailable(e) from e
-        return LogEntry.from_json(rows[0][1][b"e"]) if rows else None
+        return LogEntry.from_json(rows[0][1][FIELD]) if rows else None
 
     def follow(self, job_id: str, after: str = "0", idle: float | None = None,
                on_quiet: Callable[[], None] | None = None) -> Iterator[LogEntry]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 import redis
 
@@ -47,11 +49,16 @@ return 1
 """
 
 
-def _service(method):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Q = TypeVar("_Q")
+
+
+def _service(method: Callable[Concatenate[_Q, _P], _R]) -> Callable[Concatenate[_Q, _P], _R]:
     """Redis not answering (after the client's own retries) is a ServiceUnavailable, not a traceback."""
 
     @functools.wraps(method)
-    def call(self, *args, **kwargs):
+    def call(self: _Q, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
