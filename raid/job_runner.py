@@ -228,8 +228,7 @@ class JobRunner:
                 log.warning("keep-alive of %s failed: %s", claimed.message_id, e)
 
     def _save(self, record: JobRecord) -> None:
-        ttl = self.cfg.pubsub.retention + 30 * 86400
-        self.b.live.put_job(record, ttl=ttl)
+        self.b.live.put_job(record, ttl=self.cfg.pubsub.record_ttl)
         self.b.db.save_job(record)
 
     def _cancel_reason(self, job_id: str) -> str | None:

@@ -171,7 +171,7 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
                        access_key=account.access_key, queue=job.queue, submission=job.submission,
                        submitted_at=job.submitted_at, image=spec.rai.image, upload_key=job.upload_key,
                        gpus=spec.gpus)
-    if not state.b.live.create_job(record, ttl=state.config.pubsub.retention + 30 * 86400):
+    if not state.b.live.create_job(record, ttl=state.config.pubsub.record_ttl):
         raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
     state.b.queue.enqueue(job.queue, job.to_json())
     state.quotas.count_submission(account.username, job.job_id)
