@@ -8,9 +8,12 @@ import threading
 import time
 from collections import deque
 
+from tenacity import RetryCallState
+
 from rai.backends.logs import LogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, LogEntry, LogKind
+from rai.retrying import backoff
 from rai.units import format_size, plural
 
 log = logging.getLogger("rai.logs")
@@ -19,6 +22,8 @@ BATCH_MAX_ENTRIES = 256  # entries handed to the stream per append
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per append
 HELD_CHUNK = 64 * 1024  # bytes per chunk of held-back output (the tail past the head of a capped log)
 HELD_ALIGN = 4096  # the kept tail starts after the first newline in its first bytes (a whole line)
+SEND_FIRST_WAIT = 0.05  # seconds before a failed batch is written again, doubling ...
+SEND_MAX_WAIT = 2.0  # ... up to this, for `retry_for` seconds in all
 MIDDLE_STATUS_MAX = 100  # status lines from the left-out middle written after the note; more are only counted
 
 
@@ -433,9 +438,8 @@ class LogWriter:
     def _send(self, batch: list[LogEntry]) -> bool:
         """Write a batch, retrying with backoff; False when it had to be dropped."""
         important = any(e.kind == LogKind.end for e in batch)
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
-        while True:
+
+        def write_once() -> int:
             note = self._unreported_loss
             entries = batch
             if note:
@@ -446,16 +450,24 @@ class LogWriter:
             except Exception as e:
                 self.failed_writes += 1
                 self.error = e
-                if (self._failing and not important) or time.monotonic() + delay > deadline:
-                    if not self._failing:
-                        log.warning("dropping log output of job %s: %s", self.job_id, e)
-                    self._failing = True
-                    return False
-                log.debug("writing the log of %s failed (%s); retrying in %.2fs", self.job_id, e, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            with self._cond:
-                self._unreported_loss -= note
-                self._failing = False
-            return True
+                raise
+            return note
+
+        def retrying_in(state: RetryCallState) -> None:
+            log.debug("writing the log of %s failed (%s); retrying in %.2fs", self.job_id, self.error,
+                      state.upcoming_sleep)
+
+        # while the stream is down, later batches (but the end) are tried once each until one gets through
+        retrying = backoff(self.retry_for, SEND_FIRST_WAIT, SEND_MAX_WAIT, before_sleep=retrying_in,
+                           give_up=lambda _state: self._failing and not important)
+        try:
+            note = retrying(write_once)
+        except Exception as e:
+            if not self._failing:
+                log.warning("dropping log output of job %s: %s", self.job_id, e)
+            self._failing = True
+            return False
+        with self._cond:
+            self._unreported_loss -= note
+            self._failing = False
+        return True

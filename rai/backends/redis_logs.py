@@ -26,10 +26,11 @@ from typing import Any
 
 import redis
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryCallState
 
 from rai.errors import ServiceUnavailable
 from rai.models import LogEntry, LogKind
+from rai.retrying import backoff
 
 log = logging.getLogger("rai.logs")
 
@@ -40,8 +41,8 @@ APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
 QUIET_EVERY = 2.0  # seconds between on_quiet calls of follow() while nothing comes
 
 _BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-APPEND_FIRST_WAIT = 0.05  # seconds before a batch is written again after a blip, doubling (tenacity) ...
-APPEND_MAX_WAIT = 1.0  # ... up to this; the bound in all is the stream's `retry_for` seconds
+BLIP_FIRST_WAIT = 0.05  # seconds before a batch is written (or a follow reads) again after a blip, doubling ...
+BLIP_MAX_WAIT = 1.0  # ... up to this; the bound in all is the stream's `retry_for` seconds
 
 # Append a batch once: KEYS = stream, seq hash; ARGV = writer, batch number, maxlen, entries...
 # A retry of a batch that already landed returns the id it got instead of writing it again.
@@ -126,8 +127,7 @@ class RedisLogStream:
         writer = f"{self._writer}:{threading.get_ident()}"
         args = [writer, next(self._batches), self.max_entries, *payloads]
         keys = [self.key(job_id), self.seq_key(job_id)]
-        retrying = Retrying(stop=stop_after_delay(self.retry_for), retry=retry_if_exception_type(_BLIPS),
-                            wait=wait_exponential(multiplier=APPEND_FIRST_WAIT, max=APPEND_MAX_WAIT), reraise=True)
+        retrying = backoff(self.retry_for, BLIP_FIRST_WAIT, BLIP_MAX_WAIT, retry_on=_BLIPS)
         try:
             return _s(retrying(self._append, keys=keys, args=args))
         except _BLIPS as e:
@@ -204,26 +204,23 @@ class RedisLogStream:
         nothing skipped), giving up with ServiceUnavailable after `retry_for` seconds without Redis."""
         last = self.last_id(job_id) if after == "$" else after
         quiet_since = time.monotonic()
-        failing_since: float | None = None
-        delay = 0.05
+
+        def without_redis(state: RetryCallState) -> None:
+            nonlocal quiet_since
+            quiet_since += state.upcoming_sleep  # time without Redis is not idle time of the job
+
         while True:
             wait = QUIET_EVERY if on_quiet is not None else 5.0
             if idle is not None:
                 wait = min(wait, idle - (time.monotonic() - quiet_since))
                 if wait <= 0:
                     return
+            retrying = backoff(self.retry_for, BLIP_FIRST_WAIT, BLIP_MAX_WAIT, retry_on=_BLIPS,
+                               before_sleep=without_redis)
             try:
-                batch = self._read(job_id, last, block=max(wait, 0.001))
+                batch = retrying(self._read, job_id, last, block=max(wait, 0.001))
             except _BLIPS as e:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.retry_for:
-                    raise _unavailable(e, f"lost the connection to Redis following job {job_id}") from e
-                time.sleep(delay)
-                quiet_since += delay  # time without Redis is not idle time of the job
-                delay = min(delay * 2, 1.0)
-                continue
-            failing_since, delay = None, 0.05
+                raise _unavailable(e, f"lost the connection to Redis following job {job_id}") from e
             if batch:
                 quiet_since = time.monotonic()
             elif on_quiet is not None:
