@@ -31,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rai.errors import ServiceUnavailable, UserError
 from rai.ignore import IgnoreRules
+from rai.redis_keys import KEYS
 from rai.spec import JobSpec
 
-PUBLIC_KEY = "rai:projects"  # Redis key raid publishes the public part of `projects:` under
+PUBLIC_KEY = KEYS.projects()  # Redis key raid publishes the public part of `projects:` under
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -15,6 +15,7 @@ import psutil
 from rai import __version__
 from rai.config import machine_arch
 from rai.models import NodeHeartbeat
+from rai.redis_keys import KEYS
 from raid.gpus import gpu_stats
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Heartbeat:
         # One depth sample per queue per interval across all nodes, for the console's sparkline.
         bucket = int(time.time() // max(self.interval, 1))
         r = self.d.b.redis
-        if r.set(f"rai:depthlock:{self.d.queue_name}:{bucket}", 1, nx=True, ex=int(self.interval * 4) + 1):
+        if r.set(KEYS.depth_lock(self.d.queue_name, bucket), 1, nx=True, ex=int(self.interval * 4) + 1):
             depth = self.d.b.queue.depth(self.d.queue_name)
             self.d.b.live.record_depth(self.d.queue_name, depth.waiting)
 

@@ -117,7 +117,7 @@ def router(state: ServerState) -> APIRouter:
 async def _events(state: ServerState, job_id: str, after: str, live: bool = True
                   ) -> AsyncIterator[ServerSentEvent | bytes]:
     r = state.follow_redis
-    key = f"rai:log:{job_id}"
+    key = state.b.live.keys.log(job_id)
     last = after
     shown_place = None
     count = FIRST_COUNT
@@ -177,8 +177,8 @@ async def _quiet_look(r: redis.asyncio.Redis, state: ServerState, job_id: str
     asyncio client, the place from the PlaceBoard (a thread only when a queue's order is a second old).
     Hundreds of quiet followers look every QUIET_MS; in threads they would queue up before every other
     request's threads (the pool holds 40)."""
-    prefix = state.b.live.p
-    raw = await r.get(f"{prefix}job:{job_id}")
+    keys = state.b.live.keys
+    raw = await r.get(keys.job(job_id))
     record = JobRecord.from_json(raw) if raw else None
     if record is None or record.state != JobState.queued or not record.queue:
         return record, None
@@ -190,7 +190,7 @@ async def _quiet_look(r: redis.asyncio.Redis, state: ServerState, job_id: str
     if place is not None:
         return record, place
     async with r.pipeline(transaction=False) as pipe:  # claimed, not started yet: its place by submission
-        pipe.zrank(f"{prefix}waiting:{record.queue}", job_id)
-        pipe.zcard(f"{prefix}waiting:{record.queue}")
+        pipe.zrank(keys.waiting(record.queue), job_id)
+        pipe.zcard(keys.waiting(record.queue))
         rank, total = await pipe.execute()
     return record, None if rank is None else Waiting(ahead=int(rank), on_queue=int(total))

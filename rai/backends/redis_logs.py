@@ -30,6 +30,7 @@ from tenacity import RetryCallState
 
 from rai.errors import ServiceUnavailable
 from rai.models import LogEntry, LogKind
+from rai.redis_keys import PREFIX, RedisKeys
 from rai.retrying import backoff
 
 log = logging.getLogger("rai.logs")
@@ -86,21 +87,22 @@ def read_rows(reply: Any) -> list[StreamRow]:
 class RedisLogStream:
     """LogStream on one Redis Stream per job; see the module docstring for the keys."""
 
-    def __init__(self, redis_client: redis.Redis, max_entries: int = 100_000, prefix: str = "rai:",
+    def __init__(self, redis_client: redis.Redis, max_entries: int = 100_000, prefix: str = PREFIX,
                  retry_for: float = 10.0):
         self.r = redis_client
         self.max_entries = max(1, int(max_entries))
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.retry_for = retry_for  # seconds append and follow keep retrying through a blip
         self._writer = uuid.uuid4().hex[:12]
         self._batches = itertools.count(1)
         self._append = self.r.register_script(_APPEND)
 
     def key(self, job_id: str) -> str:
-        return f"{self.prefix}log:{job_id}"
+        return self.keys.log(job_id)
 
     def seq_key(self, job_id: str) -> str:
-        return f"{self.prefix}logseq:{job_id}"
+        return self.keys.log_seq(job_id)
 
     # writing
     def append(self, job_id: str, entries: list[LogEntry]) -> str:

@@ -24,6 +24,7 @@ import redis
 
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.errors import ServiceUnavailable
+from rai.redis_keys import PREFIX, RedisKeys
 
 log = logging.getLogger("rai.queue")
 
@@ -79,21 +80,22 @@ def _id_ms(entry_id) -> int:
 class RedisJobQueue:
     """JobQueue on Redis Streams; see the module docstring for the keys."""
 
-    def __init__(self, redis_client: redis.Redis, visibility_timeout: float = 60.0, prefix: str = "rai:"):
+    def __init__(self, redis_client: redis.Redis, visibility_timeout: float = 60.0, prefix: str = PREFIX):
         self.r = redis_client
         self.visibility_timeout = visibility_timeout
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self._groups: set[str] = set()  # queues whose group this instance knows exists
         self._keep_alive = self.r.register_script(_KEEP_ALIVE)
         self._release = self.r.register_script(_RELEASE)
 
     # keys
     def key(self, queue: str) -> str:
-        return f"{self.prefix}queue:{queue}"
+        return self.keys.queue(queue)
 
     @property
     def names_key(self) -> str:
-        return f"{self.prefix}queues"
+        return self.keys.queues()
 
     @property
     def _visibility_ms(self) -> int:
