@@ -242,6 +242,10 @@ class LiveBoard:
                 if n.heartbeat is not None and n.heartbeat.queue == queue]
 
     # queue-depth history for the console's sparkline
+    def take_depth_turn(self, queue: str, bucket: int, ttl: float) -> bool:
+        """True for the one caller (of all nodes) that records `queue`'s depth for time bucket `bucket`."""
+        return bool(self._call(self.r.set, self.keys.depth_lock(queue, bucket), 1, nx=True, ex=max(1, int(ttl))))
+
     def record_depth(self, queue: str, waiting: int, at: datetime | None = None, keep: int = 720) -> None:
         at = at or utcnow()
         key = self.keys.depth(queue)

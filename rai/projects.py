@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -33,6 +33,9 @@ from rai.errors import ServiceUnavailable, UserError
 from rai.ignore import IgnoreRules
 from rai.redis_keys import KEYS
 from rai.spec import JobSpec
+
+if TYPE_CHECKING:
+    import redis
 
 PUBLIC_KEY = KEYS.projects()  # Redis key raid publishes the public part of `projects:` under
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -376,7 +379,12 @@ def missing_required_files(directory: Path, required: list[str]) -> list[str]:
     return missing
 
 
-def published_projects(r, local: dict[str, ProjectConfig]) -> PublicProjects:
+def publish_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> None:
+    """Put the public part of `projects:` (kinds, required files, metric, enforced spec) where clients read it."""
+    r.set(PUBLIC_KEY, PublicProjects.from_config(local).model_dump_json())
+
+
+def published_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> PublicProjects:
     """What the raid nodes published under `rai:projects`; the local config's `projects:` when none has."""
     import redis
 

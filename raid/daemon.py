@@ -16,10 +16,11 @@ from rai import __version__
 from rai.backends import Backends
 from rai.config import Config
 from rai.models import utcnow
+from rai.projects import publish_projects
 from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats
-from raid.heartbeat import Heartbeat
+from raid.heartbeat import Heartbeat, NodeIdentity
 from raid.images import prune
 from raid.job_runner import JobRunner, remove_left_work
 from raid.ranking import RankedSubmissions
@@ -41,12 +42,15 @@ class Daemon:
         self.running: dict[int, str] = {}
         self._lock = threading.Lock()
         self.executor = executor or Executor.from_config(config.docker)
-        self.submissions = RankedSubmissions(config, self.b)  # ranked submissions: enforced spec, result, ranking
+        # ranked submissions: enforced spec, result, ranking
+        self.submissions = RankedSubmissions(config.projects, self.b.db)
         self.gpus = config.raid.gpus if config.raid.gpus is not None else len(gpu_stats())
         self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions,
                                 gpus=self.gpus)
-        self.heartbeat = Heartbeat(self)
         self.started_at = utcnow()
+        identity = NodeIdentity(self.node, self.queue_name, self.capacity, self.gpus, self.started_at)
+        self.heartbeat = Heartbeat(identity, self, self.b.live, self.b.queue, config.raid.work_path(),
+                                   config.raid.heartbeat_interval)
         self._threads: list[threading.Thread] = []
 
     def running_jobs(self) -> list[str]:
@@ -104,7 +108,7 @@ class Daemon:
         if left:
             log.warning("removed %d work folders left by a previous run of this node", left)
         self.heartbeat.start()
-        self.submissions.publish()
+        publish_projects(self.b.redis, self.config.projects)  # what clients check a submission against
         threading.Thread(target=self._prune_loop, name="image-prune", daemon=True).start()
         for slot in range(self.capacity):
             t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)
