@@ -180,21 +180,22 @@ class RedisLogStream:
             out.append((entry_id, entry))
         return out
 
-    def last_id(self, job_id: str) -> str:
-        """The id of the newest entry, "0-0" when there is none."""
+    def _newest(self, job_id: str) -> StreamRow | None:
         try:
             rows = range_rows(self.r.xrevrange(self.key(job_id), count=1))
         except _BLIPS as e:
             raise _unavailable(e) from e
-        return _s(rows[0][0]) if rows else "0-0"
+        return rows[0] if rows else None
+
+    def last_id(self, job_id: str) -> str:
+        """The id of the newest entry, "0-0" when there is none."""
+        row = self._newest(job_id)
+        return _s(row[0]) if row else "0-0"
 
     def last_entry(self, job_id: str) -> LogEntry | None:
         """The newest entry, None when the stream is empty or gone."""
-        try:
-            rows = range_rows(self.r.xrevrange(self.key(job_id), count=1))
-        except _BLIPS as e:
-            raise _unavailable(e) from e
-        return LogEntry.from_json(rows[0][1][FIELD]) if rows else None
+        row = self._newest(job_id)
+        return LogEntry.from_json(row[1][FIELD]) if row else None
 
     def follow(self, job_id: str, after: str = "0", idle: float | None = None,
                on_quiet: Callable[[], None] | None = None) -> Iterator[LogEntry]:
