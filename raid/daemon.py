@@ -14,7 +14,6 @@ import time
 
 from rai import __version__
 from rai.backends import Backends
-from rai.config import Config
 from rai.models import utcnow
 from rai.projects import publish_projects
 from rai.units import format_size
@@ -29,10 +28,12 @@ log = logging.getLogger("raid")
 
 
 class Daemon:
-    def __init__(self, config: Config, workers: int | None = None, grace: float = 30.0,
-                 backends: Backends | None = None, executor: Executor | None = None):
+    def __init__(self, backends: Backends, workers: int | None = None, grace: float = 30.0,
+                 executor: Executor | None = None):
+        """`backends` carries the config too: the node's settings are its `raid:` and `docker:` sections."""
+        config = backends.config
         self.config = config
-        self.b = backends or Backends(config)
+        self.b = backends
         self.node = config.raid.node_name()
         self.queue_name = config.broker.queue_name()
         self.capacity = workers or config.raid.workers

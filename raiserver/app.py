@@ -32,7 +32,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {status: {"model": Problem, "descrip
 
 
 def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
-    state = ServerState(config, backends)
+    state = ServerState(backends or Backends(config))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
