@@ -13,6 +13,7 @@ from rai.config import Config, load_config
 from rai.errors import UserError
 
 
+# long: the three IAM documents, read as a whole beside each other
 def iam_policies(config: Config, account: str) -> dict[str, dict]:
     """The IAM policies of a deployment, each the least its holder needs.
 
@@ -106,14 +107,19 @@ def setup(config_path, archs) -> int:
         for line in S3Store(config.store).setup():
             click.echo(f"s3://{config.store.bucket}: {line}")
     if config.broker.provider == "sqs":
-        from rai.backends.sqs_queue import SQSJobQueue
+        from rai.backends.sqs_queue import BANDS, SQSJobQueue, band_queue
 
         queue = SQSJobQueue(config.broker)
         for arch in archs:
             name = f"{config.broker.queue_prefix}{arch}"
             queue.ensure_queue(name)
+            bands = ""
+            if config.scheduler.policy == "fair":  # fair share on SQS: one queue per priority band
+                for band in range(1, BANDS):
+                    queue.ensure_queue(band_queue(name, band))
+                bands = f", fair-share bands {band_queue(name, 1)} .. {band_queue(name, BANDS - 1)}"
             click.echo(f"sqs: {name} (dead letters in {queue.dead_letter_queue_name(name)} after "
-                       f"{config.broker.max_attempts} attempts)")
+                       f"{config.broker.max_attempts} attempts{bands})")
     if config.store.provider != "s3" and config.broker.provider != "sqs":
         raise UserError("nothing to set up: neither store.provider is s3 nor broker.provider is sqs")
     return 0

@@ -20,7 +20,7 @@ from rai.errors import UserError
 from rai.models import CancelRequest, JobRecord, JobRequest, LogEntry, new_job_id
 from rai.packing import PackStream
 from rai.profile import Profile
-from rai.projects import PublicProjects, check_submission
+from rai.public_projects import PublicProjects, check_submission
 from rai.signing import sign
 from rai.spec import JobSpec, load_spec, parse_spec
 from rai.units import format_size

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,20 @@ def decayed_usage(usage: float, at: float, now: float, half_life: float = DEFAUL
     if half_life <= 0:
         return 0.0
     return usage * math.pow(0.5, max(0.0, now - at) / half_life)
+
+
+def decayed_span(start: float, end: float, now: float, half_life: float = DEFAULT_HALF_LIFE) -> float:
+    """Seconds run from `start` to `end` (before `now`) as they count at `now`, each second decayed as
+    `decayed_usage` decays it: the exact integral, so a long job counts most what it ran recently."""
+    hi = min(end, now)
+    if hi <= start:
+        return 0.0
+    if math.isinf(half_life):
+        return hi - start
+    if half_life <= 0:
+        return 0.0
+    weight_then, weight_at_end = decayed_usage(1.0, start, now, half_life), decayed_usage(1.0, hi, now, half_life)
+    return half_life / math.log(2) * (weight_at_end - weight_then)
 
 
 def charged(usage: float, at: float, now: float, amount: float, half_life: float = DEFAULT_HALF_LIFE) -> float:
@@ -63,21 +78,23 @@ def order(groups: Mapping[str, Sequence[float]], usage: Mapping[str, float], cha
           age_weight: float = DEFAULT_AGE_WEIGHT) -> list[tuple[str, int]]:
     """The order the waiting jobs run in if nothing else arrives, as (group, index in its waiting jobs):
     `groups` gives each group's waiting jobs as their waits, oldest first; each job taken charges its group
-    `charge` (its expected usage), as a claim does."""
-    queued = {g: list(w) for g, w in groups.items() if w}
-    used = {g: usage.get(g, 0.0) for g in queued}
-    taken = {g: 0 for g in queued}
+    `charge` (its expected usage), as a claim does. The same choice as `pick` at each step (only the group
+    just taken from changes its head, so a heap of the heads keeps it O(n log groups))."""
+    used = {g: usage.get(g, 0.0) for g, w in groups.items() if w}
+
+    def head(g: str, i: int) -> tuple[float, float, str, int]:
+        waited = groups[g][i]
+        return (priority(used[g], waited, age_weight), -waited, g, i)
+
+    heap = [head(g, 0) for g in used]
+    heapq.heapify(heap)
     out: list[tuple[str, int]] = []
-    while queued:
-        g = pick([Head(g, used[g], w[0]) for g, w in queued.items()], age_weight)
-        if g is None:  # never: a group waits while `queued` is not empty
-            break
-        out.append((g, taken[g]))
-        taken[g] += 1
-        queued[g].pop(0)
+    while heap:
+        _, _, g, i = heapq.heappop(heap)
+        out.append((g, i))
         used[g] += charge
-        if not queued[g]:
-            del queued[g]
+        if i + 1 < len(groups[g]):
+            heapq.heappush(heap, head(g, i + 1))
     return out
 
 
@@ -89,10 +106,12 @@ def eta(ahead: int, capacity: int, typical: float = DEFAULT_TYPICAL) -> float:
     return typical * (rounds + 0.5)
 
 
-def about(seconds: float) -> str:
-    """A wait as a person says it: "under a minute", "about 6 min", "about 2 h"."""
+def about(seconds: float, short: bool = False) -> str:
+    """A wait as a person says it: "under a minute", "about 6 min", "about 2 h"; `short`, for a narrow
+    column: "<1 min", "~6 min", "~2 h"."""
     if seconds < 60:
-        return "under a minute"
+        return "<1 min" if short else "under a minute"
+    approx = "~" if short else "about "
     if seconds < 5400:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.0f} h"
+        return f"{approx}{round(seconds / 60)} min"
+    return f"{approx}{seconds / 3600:.0f} h"

@@ -53,6 +53,19 @@ class QuotaBook:
                                        max(1.0, at + DAY - now))
         return None
 
+    def left(self, user: str, jobs_per_hour: int | None, gpu_hours_per_day: float | None,
+             now: float | None = None) -> tuple[int | None, float | None]:
+        """(submissions, GPU-hours) `user` has left of the two quotas now; None where there is no limit.
+        Reads only (the console asks; `over_quota` trims the old entries)."""
+        now = time.time() if now is None else now
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcount(self.keys.quota_jobs(user), now - HOUR, "+inf")
+        pipe.zrangebyscore(self.keys.quota_gpu(user), now - DAY, "+inf")
+        jobs, gpu = pipe.execute()
+        used_gpu = sum(float((m.decode() if isinstance(m, bytes) else m).rsplit(":", 1)[1]) for m in gpu) / 3600
+        return (None if jobs_per_hour is None else max(0, jobs_per_hour - int(jobs)),
+                None if gpu_hours_per_day is None else max(0.0, gpu_hours_per_day - used_gpu))
+
     def count_submission(self, user: str, job_id: str, now: float | None = None) -> None:
         key = self.keys.quota_jobs(user)
         pipe = self.r.pipeline()

@@ -37,6 +37,10 @@ class RedisKeys:
     def fair_wake(self, queue: str) -> str:
         return f"{self.prefix}fair:{queue}:wake"
 
+    def fair_sqs(self, queue: str, what: str) -> str:
+        """The fair-share SQS queue's bookkeeping (rai.backends.sqs_fair_queue): `waiting`, `band`, `since`."""
+        return f"{self.prefix}fair:{queue}:sqs:{what}"
+
     # live state (rai.live)
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

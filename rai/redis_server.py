@@ -25,11 +25,8 @@ Every failure is a `ServiceUnavailable` naming the URL with a hint, never a trac
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import secrets
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import SplitResult, quote, unquote, urlsplit
@@ -40,11 +37,11 @@ from redis.retry import Retry
 
 from rai.config import data_dir
 from rai.errors import ServiceUnavailable
+from rai.redis_process import INSTALL_HINT, ensure_password, hide, local_password, password_file, run_server, start_lock
 
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 CONNECT_TIMEOUT = 3.0  # seconds to open a TCP connection before calling Redis unreachable
 PROBE_TIMEOUT = 5.0  # seconds a PING may take before whatever listens there counts as not Redis
-START_WAIT = 5.0  # seconds a freshly started server has to answer
 LOADING_WAIT = 120.0  # seconds a server still loading its data (a big append-only file) may take
 
 
@@ -53,26 +50,6 @@ def network_hint(port: int) -> str:
         "check pubsub.url in the config and that the Redis server runs; "
         f"a campus or company network may block port {port} (try a VPN or an SSH tunnel)"
     )
-
-
-INSTALL_HINT = (
-    "install redis-server (apt install redis-server, dnf install redis, brew install redis), "
-    "or set pubsub.url to a Redis server you can reach"
-)
-
-
-def local_password(port: int) -> str | None:
-    """The password of the Redis rai started (or would start) on this machine's `port` for a URL without
-    credentials, read from `data_dir()/redis/redis-<port>.password`; None when there is none yet."""
-    try:
-        text = _password_file(port).read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text or None
-
-
-def _password_file(port: int) -> Path:
-    return data_dir() / "redis" / f"redis-{port}.password"
 
 
 def connect(url: str, start_local: bool = True) -> redis.Redis:
@@ -133,11 +110,11 @@ def _probe_embedded(url: str, shown: str, port: int) -> tuple[str, redis.Redis, 
             password = local_password(port)  # another process may have just made it and started the server
             if password is None:
                 e.hint = (f"if rai started it for another user or data folder, its password is in that folder's "
-                          f"redis/redis-{port}.password (this one's is {_password_file(port)}): run with the same "
+                          f"redis/redis-{port}.password (this one's is {password_file(port)}): run with the same "
                           f"RAI_DATA_DIR, or put the password in pubsub.url: redis://:PASSWORD@host:{port}/0")
                 raise
     try:
-        return _probe(_with_password(url, password), shown, _password_file(port))
+        return _probe(_with_password(url, password), shown, password_file(port))
     except _NoPasswordSet:
         return _probe(url, shown)
 
@@ -252,7 +229,7 @@ def _ping(client: redis.Redis, shown: str, password_file: Path | None = None) ->
                 return "it is still loading its data"
             time.sleep(0.1)
         except (redis.exceptions.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError) as e:
-            said = _hide(str(e), secret)
+            said = hide(str(e), secret)
             if password_file is not None:
                 if _says_no_password(e):
                     raise _NoPasswordSet() from None
@@ -267,21 +244,13 @@ def _ping(client: redis.Redis, shown: str, password_file: Path | None = None) ->
             raise ServiceUnavailable(f"Redis at {shown} refused the credentials: {said}",
                                      hint="check the password in pubsub.url") from None
         except redis.exceptions.ResponseError as e:
-            said = _hide(str(e), secret)
+            said = hide(str(e), secret)
             if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
                 raise _PasswordWanted(f"Redis at {shown} wants a password: {said}",
                                       hint="put it in pubsub.url: redis://:PASSWORD@host:6379/0") from None
             return said
         except (redis.exceptions.RedisError, OSError) as e:
-            return _hide(str(e), secret) or type(e).__name__
-
-
-def _hide(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def _conf_value(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return hide(str(e), secret) or type(e).__name__
 
 
 def _start_local(server: str, url: str, shown: str, bind: str, port: int, embedded: bool) -> str:
@@ -299,157 +268,22 @@ def _start_local(server: str, url: str, shown: str, bind: str, port: int, embedd
         ) from None
     log_file = folder / f"redis-{port}.log"
     password: str | None
-    with _start_lock(folder / f"redis-{port}.lock"):
+    with start_lock(folder / f"redis-{port}.lock"):
         if embedded:
-            password = _ensure_password(folder, port, shown)
+            password = ensure_password(folder, port, shown)
             target = _with_password(url, password)
         else:
             password = unquote(urlsplit(url).password or "") or None
             target = url
         # Another process may have started it while this one waited for the lock.
         try:
-            _, probe, problem = _probe(target, shown, _password_file(port) if embedded else None)
+            _, probe, problem = _probe(target, shown, password_file(port) if embedded else None)
         except _NoPasswordSet:  # a passwordless Redis (not rai's) started there meanwhile: use it as it is
             return url
         with contextlib.closing(probe):
             if problem is None:
                 return target
-            _run_server(server, probe, shown, bind, port, password, folder, log_file)
+            run_server(server, lambda: _ping(probe, shown), shown, bind, port, password, folder, log_file)
             return target
 
 
-def _ensure_password(folder: Path, port: int, shown: str) -> str:
-    """The password kept in `folder`/redis-<port>.password, made (0600, random) when there is none.
-    Called with the start lock held, so only one process makes it; it appears whole (renamed into place)."""
-    password = local_password(port)
-    if password is not None:
-        return password
-    path = folder / f"redis-{port}.password"
-    password = secrets.token_urlsafe(24)
-    tmp = folder / f".redis-{port}.password.{os.getpid()}"
-    try:
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-        os.chmod(tmp, 0o600)  # whatever the umask
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ServiceUnavailable(
-            f"Redis at {shown} does not answer, and the password file {path} for the one rai would start "
-            f"cannot be written: {e}",
-            hint="set RAI_DATA_DIR to a writable folder",
-        ) from None
-    return password
-
-
-def _run_server(server: str, probe: redis.Redis, shown: str, bind: str, port: int, password: str | None,
-                folder: Path, log_file: Path) -> None:
-    """Write the config, start redis-server as a daemon and wait until `probe` gets an answer."""
-    conf = folder / f"redis-{port}.conf"
-    lines = [
-        f"port {port}",
-        f"bind {bind}",
-        "protected-mode yes",
-        "daemonize yes",
-        f"dir {_conf_value(str(folder))}",
-        f"pidfile {_conf_value(str(folder / f'redis-{port}.pid'))}",
-        f"logfile {_conf_value(str(log_file))}",
-        "appendonly yes",
-        f"appendfilename {_conf_value(f'appendonly-{port}.aof')}",
-        f"dbfilename {_conf_value(f'dump-{port}.rdb')}",
-    ]
-    if password:
-        lines.append(f"requirepass {_conf_value(password)}")
-    # 0600 from the start: the file holds the password
-    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.chmod(conf, 0o600)
-        f.write("\n".join(lines) + "\n")
-    log_start = log_file.stat().st_size if log_file.exists() else 0
-    try:
-        done = subprocess.run([server, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=15, close_fds=True)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ServiceUnavailable(f"Redis at {shown} does not answer, and starting {server} failed: {e}",
-                                 hint=INSTALL_HINT) from None
-    if done.returncode != 0:
-        said = _hide(done.stdout.decode(errors="replace").strip()[-500:] or _log_tail(log_file), password)
-        raise ServiceUnavailable(
-            f"Redis at {shown} does not answer, and {server} would not start (exit {done.returncode}): {said}",
-            hint=f"see {log_file}",
-        )
-    deadline = time.monotonic() + START_WAIT
-    problem: str | None = "no answer"
-    while time.monotonic() < deadline:
-        problem = _ping(probe, shown)
-        if problem is None:
-            return
-        fatal = _hide(_fatal_in_log(log_file, log_start) or "", password)
-        if fatal:
-            raise ServiceUnavailable(
-                f"Redis at {shown} does not answer, and the redis-server started for it stopped: {fatal}",
-                hint=f"see {log_file}; another program may hold port {port}: set pubsub.url to another port",
-            )
-        time.sleep(0.05)
-    raise ServiceUnavailable(
-        f"started redis-server for {shown}, but it did not answer within {START_WAIT:.0f}s ({problem}); "
-        f"its log says: {_hide(_log_tail(log_file), password) or '(nothing)'}",
-        hint=f"see {log_file}; another program may hold port {port}: set pubsub.url to another port",
-    )
-
-
-FATAL_MARKS = ("Could not create server TCP listening socket", "Failed listening", "Fatal error", "Can't open",
-               "Permission denied", "Bad file format", "Aborting")
-
-
-def _fatal_in_log(path: Path, start: int) -> str | None:
-    """The line saying why a just-started redis-server stopped, if its log has one after `start`."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            text = f.read(1 << 20).decode(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if any(mark in line for mark in FATAL_MARKS):
-            return line.split(" # ", 1)[-1].strip()
-    return None
-
-
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " / ".join(line.strip() for line in text[-lines:])
-
-
-@contextlib.contextmanager
-def _start_lock(path: Path, timeout: float = 20.0):
-    """An exclusive lock between processes (flock); a no-op where flock does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, "a") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailable(f"another process holds {path} and has been starting Redis for "
-                                             f"{timeout:.0f}s", hint=f"remove {path} if no rai process runs") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

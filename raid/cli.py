@@ -59,7 +59,7 @@ def pull(config, images: tuple[str, ...]) -> None:
     """Pull IMAGES onto this node before jobs need them (kept from the prune like images jobs used)."""
     from raid.executor import Executor
     from raid.images import IMAGE_USES, ImageNotFound, ImageUses, ensure_image
-    from raid.job_runner import node_work_dir
+    from raid.workspace import node_work_dir
 
     client = Executor.from_config(config.docker).client
     uses = ImageUses(node_work_dir(config, config.raid.node_name()) / IMAGE_USES)

@@ -15,14 +15,15 @@ import time
 from rai import __version__
 from rai.backends import Backends
 from rai.models import utcnow
-from rai.projects import publish_projects
+from rai.public_projects import publish_projects
 from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats
 from raid.heartbeat import Heartbeat, NodeIdentity
-from raid.images import prune
-from raid.job_runner import JobRunner, remove_left_work
+from raid.image_prune import prune
+from raid.job_runner import JobRunner
 from raid.ranking import RankedSubmissions
+from raid.workspace import remove_left_work
 
 log = logging.getLogger("raid")
 

@@ -16,14 +16,21 @@ import logging
 import re
 import tarfile
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rai.backends.db import Database
 from rai.errors import UserError
 from rai.models import JobRecord, JobRequest, JobState, RankingEntry
-from rai.projects import ProjectConfig, PublicProjects, RankedKind, as_number, lookup
+from rai.projects import ProjectConfig, RankedKind, as_number, lookup
+from rai.public_projects import PublicProjects
 from raid.verify import Refused
+
+if TYPE_CHECKING:
+    from rai.projects import CheckConfig
+    from rai.spec import JobSpec
+    from raid.executor import Executor, OutputSink, RunSpec
 
 log = logging.getLogger("raid.ranking")
 
@@ -48,19 +55,17 @@ class RankedSubmissions:
         return self.projects[project].kind(project, kind.kind)
 
     def open(self, req: JobRequest, record: JobRecord) -> RankedRun | None:
-        """None for an ordinary job; for a ranked one, the run (its `spec` replaces the user's). Raises
-        Refused for a kind this server does not have."""
+        """None for an ordinary job; for a ranked one, the run (its `kind` goes into the job's record, its
+        `spec` replaces the user's). Raises Refused for a kind this server does not have."""
         if not req.submission:
             return None
-        kind = self.resolve(req.submission)
-        record.project, record.submission, record.image = kind.project, kind.kind, kind.spec.rai.image
-        return RankedRun(kind, self.db, req, record)
+        return RankedRun(self.resolve(req.submission), self.db, req, record)
 
 
 class OutputTap:
     """Passes a job's output on to the log writer and keeps the last CAPTURE_LIMIT bytes of the streams asked."""
 
-    def __init__(self, writer, streams: tuple[str, ...], limit: int = CAPTURE_LIMIT):
+    def __init__(self, writer: OutputSink, streams: tuple[str, ...], limit: int = CAPTURE_LIMIT):
         self.writer = writer
         self.streams = streams
         self.limit = limit
@@ -91,7 +96,7 @@ class RankedRun:
         self.tap: OutputTap | None = None
 
     @property
-    def spec(self):
+    def spec(self) -> JobSpec:
         return self.kind.spec
 
     def check_source(self, source_tar: Path) -> None:
@@ -112,7 +117,7 @@ class RankedRun:
     def _streams(self) -> tuple[str, ...]:
         return {"stdout": ("stdout",), "stderr": ("stderr",), "both": ("stdout", "stderr")}[self.kind.result.stream]
 
-    def watch(self, writer):
+    def watch(self, writer: OutputSink) -> OutputSink:
         """The sink the executor writes the job's output to (it goes on to `writer`)."""
         writer.status(f"ranked submission {self.kind.name}: the project's build spec runs "
                       "(your rai_build.yml is not used)")
@@ -121,7 +126,8 @@ class RankedRun:
         self.tap = OutputTap(writer, self._streams())
         return self.tap
 
-    def finish(self, state: JobState, build_tar: Path, executor, job_spec, sink, should_cancel) -> str:
+    def finish(self, state: JobState, build_tar: Path, executor: Executor, job_spec: RunSpec, sink: OutputSink,
+               should_cancel: Callable[[], str | None]) -> str:
         """Rank the job that ended in `state` with /build in `build_tar`: through the staff's checker in a
         fresh container when the kind has one, else from the job's own /build or output. Returns a line for
         the job's end message; never raises."""
@@ -138,11 +144,10 @@ class RankedRun:
             return f"{self.kind.name}: not ranked: {checked}"
         return self.record_result(state, checked)
 
-    def _run_check(self, check, build_tar: Path, executor, job_spec, sink, should_cancel) -> Path | str:
+    def _run_check(self, check: CheckConfig, build_tar: Path, executor: Executor, job_spec: RunSpec,
+                   sink: OutputSink, should_cancel: Callable[[], str | None]) -> Path | str:
         """The checker's /build archive, or why there is none."""
         from dataclasses import replace
-
-        from raid.executor import RunSpec
 
         if not build_tar.exists():
             return "/build could not be copied from the job's container"

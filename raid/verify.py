@@ -13,16 +13,11 @@ from rai.spec import JobSpec
 
 
 class Refused(Exception):
-    """The job must not run; the message goes to the submitter as it is."""
+    """The job must not run; the message goes to the submitter as it is (the job runner ends the job with it)."""
 
 
 class MustWait(Exception):
-    """The job may run, but not now: it goes back to the queue; the message tells the submitter why.
-    `elsewhere`: another node should take it, so this worker slot pauses before it claims again."""
-
-    def __init__(self, message: str, elsewhere: bool = False):
-        super().__init__(message)
-        self.elsewhere = elsewhere
+    """The job may run, but not now: it goes back to the queue; the message tells the submitter why."""
 
 
 @dataclass
@@ -80,11 +75,17 @@ def jobs_at_once_limit(config: Config, account: Account) -> int | None:
     return role.jobs_at_once if role else None
 
 
+def over_jobs_at_once(config: Config, account: Account, running: int) -> str | None:
+    """Why the job waits when the user already runs as many jobs as the role allows at once; None: it may start."""
+    limit = jobs_at_once_limit(config, account)
+    if limit is None or running < limit:
+        return None
+    return (f"waiting: {running} of your jobs are running and role {account.role} runs at most {limit} at once; "
+            "this job goes back to the queue and starts when one of them ends")
+
+
 def check_jobs_at_once(config: Config, account: Account, running: int) -> None:
     """Raise MustWait when the user already runs as many jobs as the role allows at once."""
-    limit = jobs_at_once_limit(config, account)
-    if limit is not None and running >= limit:
-        raise MustWait(
-            f"waiting: {running} of your jobs are running and role {account.role} runs at most {limit} at once; "
-            "this job goes back to the queue and starts when one of them ends"
-        )
+    reason = over_jobs_at_once(config, account, running)
+    if reason is not None:
+        raise MustWait(reason)

@@ -22,7 +22,7 @@ from rai.backends.store import upload_key
 from rai.errors import AuthError, NotFound, UserError
 from rai.image_policy import image_refusal
 from rai.models import Account, CancelRequest, JobRecord, JobRequest, JobState
-from rai.projects import published_projects
+from rai.public_projects import published_projects
 from rai.redis_keys import KEYS
 from rai.signing import verify
 from rai.spec import parse_spec

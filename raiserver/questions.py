@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rai.answers import MAX_LIMIT, Answers, History, Leaderboard, Submitted
 from rai.errors import UserError
-from rai.projects import published_projects
+from rai.public_projects import published_projects
 from raiserver.problems import from_user_error
 from raiserver.state import ServerState
 from raiserver.wire import Whoami

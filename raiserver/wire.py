@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from rai.models import JobRecord
-from rai.projects import PublicProjects
+from rai.public_projects import PublicProjects
 
 
 class Body(BaseModel):

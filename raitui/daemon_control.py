@@ -160,7 +160,7 @@ class LocalDaemon:
             if running:
                 self._stopping = True
                 self._stopped_by_us = True
-        if not running:
+        if proc is None or not running:
             return self.status()
         return self._signal_until_exit(proc, ((signal.SIGTERM, grace), (signal.SIGTERM, hand_back_after),
                                               (signal.SIGKILL, 10.0)))
@@ -294,7 +294,7 @@ class LocalServer(LocalDaemon):
             if running:
                 self._stopping = True
                 self._stopped_by_us = True
-        if running:
+        if proc is not None and running:
             self._signal_until_exit(proc, ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)))
         self._ready = False
         return self.status()

@@ -1,4 +1,5 @@
 """The console's reads and writes on the backends, without any widget: call these from worker threads.
+Views reach the backends only through `ConsoleData` (accounts: `ConsoleData.accounts`, raitui/account_desk.py).
 
 Every call here may block (Redis, the database, a remote API); none raises for a backend that does
 not answer. A snapshot carries what it could read and, per service, why the rest is missing.
@@ -6,24 +7,29 @@ not answer. A snapshot carries what it could read and, per service, why the rest
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
 
 from rai.backends import Backends
 from rai.backends.queue import QueueDepth
+from rai.leaderboard import Board, label_secret, load_board, team_members
 from rai.live import NodeView
 from rai.models import Account, CancelRequest, JobRecord, JobState, LogEntry, Role, utcnow
+from rai.places import Place, place_in, read_order
+from rai.projects import RankedKind
+from rai.quotas import QuotaBook
 from rai.signing import sign
+from raitui.account_desk import AccountDesk
+from raitui.user_usage import USAGE_WINDOW, UserUsage, quota_words, user_usage
 
 OPERATOR = "raitui-operator"  # the admin account the console signs operator actions with
 HOUR = 3600.0
 HISTORY_MAX_AGE = 10.0  # seconds a queue's depth history is reused (raid samples it every few seconds)
 RATE_WINDOW = 600.0  # seconds over which jobs/min is measured
-HALF_LIFE = 3600.0  # seconds: the Users view's usage halves every hour (a class's deadline evening)
-USAGE_WINDOW = 86400.0  # seconds of job records the Users view counts
 USAGE_JOBS = 100_000  # job records the Users view reads at most (a day of a large class)
 
 
@@ -116,6 +122,7 @@ class ClusterSnapshot:
     queues: list[QueueRow] = field(default_factory=list)
     nodes: list[NodeView] = field(default_factory=list)
     redis_memory: RedisMemory | None = None
+    places: dict[str, Place] = field(default_factory=dict)  # job id -> where a waiting job stands, and its ETA
     redis_error: str | None = None
     db_error: str | None = None
 
@@ -148,51 +155,6 @@ def job_span(r: JobRecord, now: float) -> tuple[float, float] | None:
         end = r.finished_at or r.started_at or r.submitted_at
         return (r.submitted_at.timestamp(), end.timestamp())
     return (r.submitted_at.timestamp(), now)
-
-
-def decayed_hours(start: datetime, end: datetime, now: datetime, half_life: float = HALF_LIFE,
-                  window: float = USAGE_WINDOW) -> float:
-    """Job-hours run between `start` and `end`, each second weighted 2^(-age/half_life), only the last
-    `window` seconds counted: the exact integral, so a long job counts what it ran recently."""
-    lo = max(start.timestamp(), now.timestamp() - window)
-    hi = min(end.timestamp(), now.timestamp())
-    if hi <= lo:
-        return 0.0
-    if math.isinf(half_life):
-        return (hi - lo) / HOUR
-    t = now.timestamp()
-    return half_life / math.log(2) * (2 ** (-(t - hi) / half_life) - 2 ** (-(t - lo) / half_life)) / HOUR
-
-
-@dataclass
-class UserUsage:
-    username: str
-    team: str | None = None
-    usage: float = 0.0  # job-hours over the last day, decayed with a HALF_LIFE half-life
-    hours: float = 0.0  # plain job-hours over the last day
-    jobs: int = 0  # jobs submitted in the last day
-    running: int = 0
-    waiting: int = 0
-    quota_left: str | None = None  # what the quota config leaves the user, in words; None: no quota configured
-
-
-def user_usage(records, now: datetime) -> list[UserUsage]:
-    """One row per user of `records`, most decayed usage first."""
-    out: dict[str, UserUsage] = {}
-    for r in records:
-        u = out.setdefault(r.username, UserUsage(r.username, r.team))
-        u.team = u.team or r.team
-        u.jobs += 1
-        if r.state == JobState.queued:
-            u.waiting += 1
-        elif r.state == JobState.running:
-            u.running += 1
-        if r.started_at is None:
-            continue
-        end = (r.finished_at or now) if r.state.finished else now
-        u.usage += decayed_hours(r.started_at, end, now)
-        u.hours += decayed_hours(r.started_at, end, now, half_life=float("inf"))
-    return sorted(out.values(), key=lambda u: (-u.usage, u.username))
 
 
 def _newest_first(record: JobRecord) -> tuple[str, str]:
@@ -232,6 +194,7 @@ class ConsoleData:
             snap.nodes = self.b.live.nodes()
             snap.queues = self._queues(snap.nodes, list(merged.values()))
             snap.redis_memory = self.redis_memory()
+            snap.places = self.places(snap.queues)
         except Exception as e:
             snap.redis_error = describe_error(e)
         if not merged:
@@ -275,12 +238,60 @@ class ConsoleData:
         return RedisMemory(int(info.get("used_memory", 0)), int(info.get("total_system_memory") or 0), False)
 
     def users(self, now: datetime | None = None) -> list[UserUsage]:
-        """Each user with a job in the last day or one waiting/running now: decayed usage, running, waiting."""
+        """Each user with a job in the last day or one waiting/running now: fair-share usage (the scheduler's
+        half-life), running, waiting, and what the quota config leaves them."""
         now = now or self.clock()
         since = now - timedelta(seconds=USAGE_WINDOW)
         records = {r.job_id: r for r in self.b.db.list_jobs(limit=USAGE_JOBS, since=since)}
         records.update((r.job_id, r) for r in self._live_jobs())
-        return user_usage(records.values(), now)
+        users = user_usage(records.values(), now, self.config.scheduler.half_life)
+        self._quotas_left(users)
+        return users
+
+    def _quotas_left(self, users: list[UserUsage]) -> None:
+        """Fill in each user's quota left (their role's or their own, as rai-server checks it at submit)."""
+        config = self.config
+        if not config.scheduler.quotas and not any(
+                r.jobs_per_hour is not None or r.gpu_hours_per_day is not None for r in config.roles.values()):
+            return  # no quota configured: nothing to read
+        roles = {a.username: a.role for a in self.accounts.list()}
+        book = QuotaBook(self.b.redis)
+        for u in users:
+            if u.username not in roles:
+                continue  # no account any more: no submission to refuse
+            jobs, gpu = config.scheduler.quota(config.roles, roles[u.username], u.username)
+            if jobs is None and gpu is None:
+                continue
+            jobs_left, gpu_left = book.left(u.username, jobs, gpu, now=time.time())  # scored by the wall clock
+            u.quota_left = quota_words(jobs_left, gpu_left)
+            u.over_quota = jobs_left == 0 or gpu_left == 0
+
+    def places(self, queues: list[QueueRow]) -> dict[str, Place]:
+        """Where each waiting job stands on its queue and when it may start: the rule rai status uses."""
+        out: dict[str, Place] = {}
+        for q in queues:
+            if not q.waiting:
+                continue
+            try:
+                order = read_order(self.b, q.name)
+            except Exception:  # noqa: BLE001 - only advice: the jobs show without their places
+                continue
+            for job_id in order.places:
+                place = place_in(order, job_id)
+                if place is not None:
+                    out[job_id] = place
+        return out
+
+    @cached_property
+    def accounts(self) -> AccountDesk:
+        """Accounts and their keygen actions."""
+        return AccountDesk(self.b)
+
+    def leaderboard(self, kind: RankedKind) -> tuple[Board, dict[str, list[str]], str]:
+        """The kind's leaderboard, each team's members, and the key of the labels students see."""
+        b = self.b
+        return (load_board(b.db, b.config.projects, kind.project, kind.kind), team_members(b.accounts),
+                label_secret(b.config))
 
     def _depth_history(self, queue: str, now: float) -> list[tuple[float, int]]:
         read_at, history = self._history.get(queue, (0.0, []))
@@ -288,6 +299,10 @@ class ConsoleData:
             history = [(t, int(w)) for t, w in self.b.live.depth_history(queue)]
             self._history[queue] = (time.monotonic(), history)
         return [(t, w) for t, w in history if t >= now - HOUR]
+
+    def connected_redis(self) -> Any:
+        """The console's own Redis client, None when it never connected (asking would connect)."""
+        return self.b.__dict__.get("redis")
 
     # one job
     def job(self, job_id: str) -> JobRecord | None:

@@ -61,6 +61,9 @@ JOBS = [
 ]
 
 GiB = 1024**3
+# The evening's quotas (the config's `roles:`; students only): what the Users view's QUOTA LEFT counts down
+ROLES = {"student": {"jobs_at_once": 2, "jobs_per_hour": 10, "gpu_hours_per_day": 4.0},
+         "ta": {"network": True}, "admin": {"network": True}}
 
 
 def _gpus(util: list[float], used: list[float]) -> list[GPUStat]:
@@ -138,16 +141,19 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
         record = JobRecord(job_id=job_id, username=user, team=team, queue=queue, state=st, node=node,
                            image="localhost/rai-test:latest", submitted_at=_at(submitted),
                            started_at=_at(started) if started is not None else None,
-                           finished_at=_at(started - duration) if st.finished and started is not None else None,
-                           exit_code=exit_code, duration=duration, message=message, attempts=1 if node else 0)
+                           finished_at=_at(started - (duration or 0)) if st.finished and started is not None else None,
+                           exit_code=exit_code, duration=duration, message=message, attempts=1 if node else 0,
+                           gpus=1 if queue == GPU_QUEUE else 0)
         b.live.put_job(record, ttl=86400)
+        _count_quota(b, record)
         if st != JobState.queued:
             b.db.save_job(record)
     # Queued jobs wait in the real queues; running ones are claimed by their node.
     waiting = [j for j in JOBS if j[3] == "queued"]
     running = [j for j in JOBS if j[3] == "running"]
-    for job in running + waiting:
-        b.queue.enqueue(job[5], json.dumps({"job_id": job[0]}))
+    for job in running + waiting:  # what rai-server enqueues, as far as the queue's fair share reads it
+        b.queue.enqueue(job[5], json.dumps({"job_id": job[0], "username": job[1], "team": job[2],
+                                            "submitted_at": _at(job[6]).isoformat()}))
     for job in running:
         b.queue.claim(job[5], f"{job[4]}-0", block=0.01)
     for hb in NODES:
@@ -164,6 +170,16 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
         entries = [LogEntry(kind=k, body=body, at=_at(450)) for k, body in TAIL_LOG]
         b.logs.append(TAIL_JOB, entries)
     return Demo()
+
+
+def _count_quota(b: Backends, record: JobRecord) -> None:
+    """What rai-server and raid count against the quotas, at the wall clock (the quotas' own)."""
+    from rai.quotas import QuotaBook
+
+    book = QuotaBook(b.redis)
+    book.count_submission(record.username, record.job_id)
+    if record.state.finished and record.duration:
+        book.count_gpu_time(record.username, record.job_id, record.gpus * record.duration)
 
 
 RAID_LOG = """\

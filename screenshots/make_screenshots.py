@@ -1,6 +1,6 @@
 """Write an SVG of each console view from the demo evening (raitui/demo.py), for the README.
 
-    python screenshots/make_screenshots.py            # writes screenshots/{jobs,queue,nodes,daemon,job-log}.svg
+    python screenshots/make_screenshots.py            # writes screenshots/{jobs,queue,nodes,daemon,job-log,users}.svg
 
 It starts a private redis-server on a free port (files in a temp folder, stopped at the end), seeds
 it and a temp SQLite database with the same fixed data the snapshot tests use, and drives the real
@@ -47,6 +47,7 @@ SHOTS = [
     Shot("queue", ("2",)),
     Shot("nodes", ("3",)),
     Shot("daemon", ("4",), lambda app: len(app.views["daemon"].query_one("#daemon-log").lines) >= 8),
+    Shot("users", ("7",), lambda app: app.views["users"].table.row_count > 0),
 ]
 
 
@@ -85,8 +86,8 @@ def main() -> None:
         from rai.config import Config
         from raitui.app import RaiConsole
         from raitui.daemon_control import LocalDaemon
-        from raitui.data import ConsoleData
-        from raitui.demo import GPU_QUEUE, NOW, QUEUE, PinnedAgeQueue, seed, write_raid_log
+        from raitui.data import ConsoleData, RedisMemory
+        from raitui.demo import GPU_QUEUE, NOW, QUEUE, ROLES, PinnedAgeQueue, seed, write_raid_log
 
         config = Config.model_validate({
             "pubsub": {"url": f"redis://127.0.0.1:{free_port()}/0", "start_local": True},
@@ -94,6 +95,7 @@ def main() -> None:
             "database": {"path": f"{tmp}/rai.db"},
             "store": {"path": f"{tmp}/store"},
             "raid": {"node": "workstation"},
+            "roles": ROLES,
         })
         config.source = "/etc/rai/config.yml"  # what the pictures say the console was opened with
         backends = Backends(config)
@@ -105,7 +107,10 @@ def main() -> None:
             for shot in SHOTS:
                 if args.only and shot.name not in args.only:
                     continue
-                app = RaiConsole(ConsoleData(backends, clock=lambda: NOW),
+                data = ConsoleData(backends, clock=lambda: NOW)
+                # Redis' own memory moves from run to run: the pictures show a fixed reading (as the snapshots do)
+                data.redis_memory = lambda: RedisMemory(used=212 * 1024**2, limit=1024**3, has_maxmemory=True)
+                app = RaiConsole(data,
                                  LocalDaemon(config, log_path=RAID_LOG, run_dir=Path(tmp)), poll_interval=0.5)
                 path = asyncio.run(take(app, shot, Path(args.out)))
                 print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

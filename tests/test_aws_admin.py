@@ -213,6 +213,10 @@ def test_rai_aws_setup_creates_a_private_self_cleaning_bucket_and_queues(moto_ur
     assert r.exception is None, r.output
     assert "created bucket" in r.output and "uploads/ kept 7 days" in r.output
     assert f"{broker.queue_prefix}ppc64le_dead" in r.output
+    assert f"fair-share bands {broker.queue_prefix}amd64_p1 .. {broker.queue_prefix}amd64_p3" in r.output
+    names = [u.rsplit("/", 1)[-1] for u in SQSJobQueue(broker).sqs.list_queues(
+        QueueNamePrefix=broker.queue_prefix)["QueueUrls"]]
+    assert f"{broker.queue_prefix}ppc64le_p3" in names and f"{broker.queue_prefix}ppc64le_p3_dead" not in names
     assert SQSJobQueue(broker).queues() == [broker.queue_prefix + "amd64", broker.queue_prefix + "ppc64le"]
     rules = S3Store(store).s3.get_bucket_lifecycle_configuration(Bucket=store.bucket)["Rules"]
     assert {r["ID"] for r in rules} == {"rai-uploads", "rai-outputs", "rai-unfinished-uploads"}

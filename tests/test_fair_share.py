@@ -1,4 +1,5 @@
-"""Fair share on deadline night: several raid processes on real Redis, jobs submitted through rai-server.
+"""Fair share on deadline night: several raid processes, jobs submitted through rai-server, the queue on the real
+Redis or on SQS (moto_server over HTTP; fair share by priority bands, rai.backends.sqs_fair_queue).
 
 One user submits 30 jobs, then 5 others one each: every one of the 5 starts before the greedy user's 4th.
 """
@@ -10,6 +11,7 @@ import pytest
 from rai.client import Client
 from rai.config import load_config
 from rai.profile import load_profile
+from tests.fixtures.aws import broker_config
 from tests.fixtures.e2e import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -25,8 +27,19 @@ def started(env, job_ids) -> dict[str, object]:
     return {j: r.started_at for j, r in records.items() if r is not None and r.started_at is not None}
 
 
-def test_five_first_jobs_start_before_the_greedy_users_fourth(rai_env):
+def on_sqs(env, moto_url) -> None:
+    """Move `env`'s queue to SQS on moto_server (the server and every raid read the same config)."""
+    cfg = broker_config(moto_url, visibility_timeout=10, max_attempts=3)
+    env.queue = cfg.queue_prefix + "amd64"
+    env.settings["broker"] = {**cfg.model_dump(mode="json"), "queue": env.queue}
+    env.write_config()
+
+
+@pytest.mark.parametrize("broker", ["redis", "sqs"])
+def test_five_first_jobs_start_before_the_greedy_users_fourth(rai_env, broker, request):
     env = rai_env
+    if broker == "sqs":
+        on_sqs(env, request.getfixturevalue("moto_url"))
     greedy = env.account("greedy", role="ta", team="g")
     others = [env.account(f"s{i}", role="ta", team=f"t{i}") for i in range(5)]
     slow = env.project(["sleep 8"], name="slow")

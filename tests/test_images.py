@@ -17,6 +17,7 @@ import yaml
 
 from rai.config import Config, RoleLimits
 from rai.image_policy import image_allowed, image_refusal
+from raid.image_prune import prune
 from raid.images import (
     BuildRequest,
     ImageNotFound,
@@ -25,7 +26,6 @@ from raid.images import (
     base_images,
     build_image,
     ensure_image,
-    prune,
 )
 from tests.fixtures.e2e import TEST_IMAGE, wait_for
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rai.quotas import DAY, HOUR, QuotaBook
 
 
@@ -36,3 +38,16 @@ def test_gpu_hours_a_day_free_up_as_the_oldest_job_ages_out(redis_client):
     assert over is not None and "2 GPU-hours a day" in over.message
     assert over.retry_after == DAY - 3 * HOUR  # when j1 leaves the last 24 h
     assert book.over_quota("ada", None, 2.0, now=now + over.retry_after + 1) is None
+
+
+def test_what_is_left_of_each_quota_counts_only_the_last_hour_and_day(redis_client):
+    book = QuotaBook(redis_client, prefix="rai:t-left:")
+    now = 1_000_000.0
+    book.count_submission("ada", "j0", now=now - 2 * HOUR)  # older than an hour: counts no more
+    book.count_submission("ada", "j1", now=now - 60)
+    book.count_submission("ada", "j2", now=now)
+    book.count_gpu_time("ada", "j1", 1800, now=now - 2 * DAY)  # older than a day
+    book.count_gpu_time("ada", "j2", 5400, now=now - HOUR)
+    assert book.left("ada", 5, 2.0, now=now) == (3, pytest.approx(0.5))
+    assert book.left("ada", 2, None, now=now) == (0, None)
+    assert book.left("bob", None, 1.0, now=now) == (None, 1.0)

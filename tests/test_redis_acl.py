@@ -20,13 +20,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rai.backends import Backends
+from rai.backends.fair_queue import FairRedisJobQueue
 from rai.backends.redis_logs import RedisLogStream
 from rai.backends.redis_queue import RedisJobQueue
 from rai.config import Config
 from rai.live import LiveBoard
 from rai.models import CancelRequest, JobRecord, JobState, LogEntry, LogKind, NodeHeartbeat, utcnow
-from rai.projects import PUBLIC_KEY, published_projects
+from rai.public_projects import PUBLIC_KEY, published_projects
+from rai.quotas import QuotaBook
 from rai.redis_server import connect
+from rai.usage import UsageLedger
 from tests.fixtures.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,6 +317,18 @@ def test_raitui_does_what_it_does_and_no_more(acl_redis, admin, tmp_path):
     assert [j.job_id for j in snap.jobs] == [record.job_id]
     assert [(q.name, q.running) for q in snap.queues] == [(Q, 1)]
     assert snap.redis_memory is not None and snap.redis_memory.used > 0
+    waiting = job(2)
+    FairRedisJobQueue(worker, UsageLedger(worker)).enqueue(Q, waiting.to_json())  # staged for fair share
+    assert data.snapshot().places[waiting.job_id].ordinal == "1st"  # its place and ETA, read as raitui
+    fifo_job = job(3)
+    LiveBoard(acl_redis.client("rai-server")).create_job(fifo_job, ttl=3600)
+    queue.enqueue(Q, fifo_job.to_json())
+    fifo = ConsoleData(Backends(Config.model_validate({**config.model_dump(include={"pubsub", "broker", "store",
+                                                                                     "database"}),
+                                                       "scheduler": {"policy": "fifo"}})))
+    assert fifo.snapshot().places[fifo_job.job_id].ordinal == "1st"  # submission order: rai:waiting:<queue>
+    QuotaBook(acl_redis.client("rai-server")).count_submission("ada", waiting.job_id)
+    assert QuotaBook(data.b.redis).left("ada", 5, 1.0) == (4, 1.0)  # the Users view's quota left
     assert data.job(record.job_id).state == JobState.running
     assert [e.body for _, e in data.read_log(record.job_id)] == ["hello\n"]
     assert "cancel requested" in data.cancel(record.job_id)

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from rai.fairshare import DEFAULT_HALF_LIFE as HALF_LIFE
 from rai.models import JobRecord, JobState
-from raitui.data import HALF_LIFE, decayed_hours, user_usage
 from raitui.demo import NOW
+from raitui.user_usage import ran_hours, user_usage
 from raitui.views.users import UsersView
 from tests.fixtures.tui import SNAPSHOT_SIZE, core_views, settle, wait_for
 
@@ -42,12 +43,27 @@ def rows(view) -> list[str]:
 
 def test_usage_halves_every_hour_and_counts_only_the_last_day():
     hour = timedelta(hours=1)
-    assert decayed_hours(NOW - hour, NOW, NOW, half_life=float("inf")) == pytest.approx(1.0)
-    recent = decayed_hours(NOW - hour, NOW, NOW)
-    an_hour_ago = decayed_hours(NOW - 2 * hour, NOW - hour, NOW)
+
+    def ran(start, end, half_life=HALF_LIFE):
+        record = JobRecord(job_id="j", username="ada", state=JobState.succeeded, started_at=start, finished_at=end)
+        return ran_hours(record, NOW, half_life)
+
+    assert ran(NOW - hour, NOW, half_life=float("inf")) == pytest.approx(1.0)
+    recent = ran(NOW - hour, NOW)
+    an_hour_ago = ran(NOW - 2 * hour, NOW - hour)
     assert an_hour_ago == pytest.approx(recent / 2)
     assert recent == pytest.approx(HALF_LIFE / 3600 / 0.6931471805599453 * 0.5)
-    assert decayed_hours(NOW - timedelta(days=3), NOW - timedelta(days=2), NOW) == 0.0
+    assert ran(NOW - timedelta(days=3), NOW - timedelta(days=2)) == 0.0
+
+
+def test_a_gpu_job_counts_its_gpus_in_the_fair_share_usage():
+    def job(i, gpus):
+        return JobRecord(job_id=f"j{i}", username=f"u{i}", state=JobState.succeeded, gpus=gpus,
+                         started_at=NOW - timedelta(hours=1), finished_at=NOW)
+    out = {u.username: u for u in user_usage([job(0, 0), job(1, 1), job(2, 4)], NOW)}
+    assert out["u0"].usage == pytest.approx(out["u1"].usage)
+    assert out["u2"].usage == pytest.approx(4 * out["u1"].usage)
+    assert out["u2"].hours == pytest.approx(1.0)  # plain job-hours stay plain
 
 
 def test_user_usage_counts_running_waiting_and_what_ran():
@@ -94,3 +110,22 @@ def test_users_snapshot(demo_app, snap_compare):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.anyio
+async def test_quota_left_follows_the_quota_config_and_the_submissions(demo_app, demo_env):
+    from rai.config import UserQuota
+    from rai.quotas import QuotaBook
+
+    config = demo_env.config  # the demo counted each of its jobs as a submission of this hour
+    config.roles["student"].jobs_per_hour, config.roles["student"].gpu_hours_per_day = 5, None
+    config.scheduler.quotas["ken"] = UserQuota(jobs_per_hour=1, gpu_hours_per_day=2.0)  # his own, over the role's
+    app = console(demo_app)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_users(pilot, app)
+        users = {u.username: u for u in view.users}
+        assert users["ada"].quota_left == "3 jobs" and not users["ada"].over_quota  # 2 of 5 submitted
+        assert users["ken"].quota_left == "0 jobs · 2.0 GPU-h" and users["ken"].over_quota
+        assert str(view.table.get_row("ken")[-1]) == "0 jobs · 2.0 GPU-h"
+        QuotaBook(demo_env.backends.redis).count_submission("ada", "a3")
+        await wait_for(pilot, lambda: str(view.table.get_row("ada")[-1]) == "2 jobs", what="ada's next submission")

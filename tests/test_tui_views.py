@@ -268,3 +268,23 @@ def test_nodes_gpu_cell_shows_readings_or_the_offered_count():
     two = [GPUStat(index=i, name="H200", utilization=u, memory_used=8 * 1024**3, memory_total=141 * 1024**3)
            for i, u in enumerate((30.0, 50.0))]
     assert str(gpu_text(NodeHeartbeat(**base, gpus=two, gpu_count=2))) == "2× 40% 16/282G"
+
+
+async def test_a_waiting_job_shows_its_place_in_line_and_when_it_may_start(demo_env):
+    app = demo_env.app(clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.views["jobs"].table
+
+        def cells(job_id: str) -> tuple[str, str]:
+            row = table.get_row(job_id)
+            return str(row[3]), str(row[6])  # STATE, STARTED
+
+        # rai_amd64: margaret has waited longest (no one's usage differs), then dennis; the GPU queue has ken
+        assert cells("20260314210219-b04c6e1f9a37") == ("queued 1st", "in <1 min")
+        assert cells("20260314210458-9e1d44ab07c2") == ("queued 2nd", "in <1 min")
+        assert cells("20260314210431-27bf90e6d1a8")[0] == "queued 1st"
+        assert cells("20260314205502-e8a39d17c640")[0] == "running"  # only waiting jobs have a place
+        demo_env.backends.usage.charge("margaret", 1000.0)  # she ran a lot meanwhile: fair share puts dennis first
+        await wait_for(pilot, lambda: cells("20260314210219-b04c6e1f9a37")[0] == "queued 2nd", what="the new order")
+        assert cells("20260314210458-9e1d44ab07c2")[0] == "queued 1st"

@@ -36,6 +36,10 @@ class Backends:
     def queue(self) -> JobQueue:
         cfg = self.config.broker
         if cfg.provider == "sqs":
+            if self.config.scheduler.policy == "fair":
+                from rai.backends.sqs_fair_queue import FairSQSJobQueue
+
+                return FairSQSJobQueue(cfg, self.usage, self.redis, age_weight=self.config.scheduler.age_weight)
             from rai.backends.sqs_queue import SQSJobQueue
 
             return SQSJobQueue(cfg)

@@ -58,10 +58,10 @@ class JobQueue(Protocol):
 
 @runtime_checkable
 class DeadLettering(Protocol):
-    """A queue that keeps jobs given up after too many attempts aside, with the reason (SQS)."""
+    """A queue that keeps a job given up after too many attempts, with its reason, for a look (SQS's
+    dead-letter queue); a queue without one just acks it."""
 
-    def dead_letter(self, job: ClaimedJob, reason: str) -> None:
-        """Move the job out of the queue for good, its reason beside it, for a post-mortem."""
+    def dead_letter(self, job: ClaimedJob, reason: str) -> None: ...
 
 
 @runtime_checkable

@@ -62,7 +62,8 @@ class SQSJobQueue:
 
     # --- names and urls
     def dead_letter_queue_name(self, queue: str) -> str:
-        return self.cfg.dead_letter_queue or f"{queue}_dead"
+        """The dead-letter queue of `queue`; the fair-share bands of a queue (`<queue>_p<k>`) share its one."""
+        return self.cfg.dead_letter_queue or f"{band_base(queue)}_dead"
 
     def _is_dead_letter_queue(self, name: str) -> bool:
         return name == self.cfg.dead_letter_queue or name.endswith("_dead")
@@ -218,7 +219,22 @@ class SQSJobQueue:
             if not token:
                 break
             kwargs["NextToken"] = token
-        return sorted(n for n in set(names) if not self._is_dead_letter_queue(n))
+        # a fair-share band's queue (`<queue>_p<k>`) is part of its queue, not a queue of its own
+        return sorted(n for n in set(names) if not self._is_dead_letter_queue(n) and band_base(n) == n)
+
+
+BANDS = 4  # fair share on SQS: priority bands per queue (rai.backends.sqs_fair_queue)
+
+
+def band_queue(queue: str, band: int) -> str:
+    """The SQS queue of fair-share band `band` of `queue`: the queue itself for band 0, else `<queue>_p<band>`."""
+    return queue if band == 0 else f"{queue}_p{band}"
+
+
+def band_base(name: str) -> str:
+    """The queue a band's SQS queue belongs to (`rai_amd64_p2` -> `rai_amd64`); other names unchanged."""
+    head, _, tail = name.rpartition("_p")
+    return head if head and tail.isdigit() and 0 < int(tail) < BANDS else name
 
 
 def _receipt(job: ClaimedJob) -> str:

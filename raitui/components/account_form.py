@@ -63,9 +63,10 @@ class NewAccountScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#field-username", Input).focus()
 
-    def values(self) -> dict:
-        fields = {name: self.query_one(f"#field-{name}", Input).value.strip() for name, _, _ in FIELDS}
-        fields["username"] = normalize_username(fields["username"])
+    def values(self) -> dict[str, str | None]:
+        fields: dict[str, str | None] = {name: self.query_one(f"#field-{name}", Input).value.strip()
+                                         for name, _, _ in FIELDS}
+        fields["username"] = normalize_username(fields["username"] or "")
         fields["role"] = str(self.query_one("#field-role", Select).value)
         fields["team"] = fields["team"] or None
         return fields

@@ -173,7 +173,7 @@ class JobTailScreen(Screen):
                 texts, kinds = splitter.flush()
                 self._put(texts, kinds)
                 continue
-            texts: list[str] = []
+            texts = []
             kinds = bytearray()
             for entry_id, entry in batch:
                 after = entry_id

@@ -14,9 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, Static
 
-from keygen.mailing import CredentialsRun
-from keygen.roster import ImportReport, RowOutcome, import_roster, read_roster
+from keygen.roster import ImportReport, RowOutcome
 from rai.errors import UserError
+from raitui.account_desk import AccountDesk
 
 
 def summary_line(report: ImportReport) -> str:
@@ -31,9 +31,9 @@ class RosterImportScreen(ModalScreen[str | None]):
     CSS_PATH = "accounts.tcss"
     BINDINGS = [Binding("escape", "close", "Close")]
 
-    def __init__(self, backends, path: str = "") -> None:
+    def __init__(self, desk: AccountDesk, path: str = "") -> None:
         super().__init__()
-        self.backends = backends
+        self.desk = desk
         self.path = path
         self.running = False
         self.result: str | None = None
@@ -53,7 +53,7 @@ class RosterImportScreen(ModalScreen[str | None]):
                 yield Checkbox("Dry run", id="roster-dry-run")
             yield ProgressBar(total=None, show_eta=False, id="roster-progress")
             yield Static("", id="roster-status")
-            table = DataTable(id="roster-rows", cursor_type="none", zebra_stripes=True)
+            table: DataTable[Text | str] = DataTable(id="roster-rows", cursor_type="none", zebra_stripes=True)
             table.border_title = "rows to look at"
             yield table
             with Horizontal(classes="modal-buttons"):
@@ -88,15 +88,10 @@ class RosterImportScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="roster-import")
     def _import(self, path: str, send: bool, resend: bool, dry_run: bool) -> None:
-        b = self.backends
         call = self.app.call_from_thread
         try:
-            roles = list(b.config.roles)
-            roster = read_roster(path, roles)
-            mailing = CredentialsRun.from_backends(b, dry_run=dry_run) if (send or resend) else None
-            call(self._started, len(roster.rows) + len(roster.problems))
-            report = import_roster(roster, b.accounts, roles, mailing, resend=resend, dry_run=dry_run,
-                                   on_row=lambda done, total, outcome: call(self._row, done, outcome))
+            report = self.desk.import_roster(path, send, resend, dry_run, lambda total: call(self._started, total),
+                                             lambda done, total, outcome: call(self._row, done, outcome))
         except UserError as e:
             call(self._finished, None, e.message + (f" ({e.hint})" if e.hint else ""))
         except Exception as e:  # the backend failed midway: say so, keep the console up
@@ -122,8 +117,8 @@ class RosterImportScreen(ModalScreen[str | None]):
     def _finished(self, report: ImportReport | None, error: str | None) -> None:
         self.running = False
         self.query_one("#roster-start", Button).disabled = False
-        if error is not None:
-            self.set_status(error, error=True)
+        if error is not None or report is None:
+            self.set_status(error or "the import did not finish", error=True)
             return
         line = summary_line(report)
         self.result = f"{report.source}: {line}"

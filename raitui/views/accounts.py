@@ -6,8 +6,8 @@ never waits for the accounts backend or the mailer.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -15,16 +15,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input
 
-from keygen import accounts as lifecycle
-from keygen.mailing import CredentialsRun
 from rai.models import Account
+from raitui.account_desk import AccountDesk
 from raitui.components.account_form import NewAccountScreen
 from raitui.components.confirm import ConfirmScreen
 from raitui.components.live_table import LiveTable
 from raitui.components.roster_import import RosterImportScreen
-from raitui.data import ClusterSnapshot, describe_error
+from raitui.data import describe_error
 from raitui.format import BAD, DIM, local
-from raitui.views.base import View
+from raitui.views.base import ReloadingView
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("user", "USER", 12),
@@ -36,7 +35,6 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("mailed", "MAILED", 11),
     ("key", "ACCESS KEY", 20),
 )
-RELOAD_EVERY = 5.0  # seconds: accounts change rarely, and the backend may be a remote API (Auth0)
 
 
 class AccountFilter:
@@ -68,7 +66,7 @@ def state_of(a: Account) -> str:
     return "revoked" if a.revoked else "active"
 
 
-class AccountsView(View):
+class AccountsView(ReloadingView[list[Account]]):
     view_name = "accounts"
     title = "Accounts"
     description = "accounts and keys: n new, i import a roster, r revoke, k rotate, m mail credentials"
@@ -84,13 +82,12 @@ class AccountsView(View):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    reload_every = 5.0  # seconds: accounts change rarely, and the backend may be a remote API (Auth0)
+
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.accounts: list[Account] = []
         self.account_filter = AccountFilter()
-        self.error: str | None = None
-        self._loaded_at = 0.0
-        self._loading = False
 
     def compose(self) -> ComposeResult:
         table = LiveTable(COLUMNS, id="accounts-table")
@@ -107,37 +104,17 @@ class AccountsView(View):
         return self.query_one(LiveTable)
 
     @property
-    def backends(self):
-        return self.console.data.b
+    def desk(self) -> AccountDesk:
+        return self.console.data.accounts
 
-    # loading, in a thread
-    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_EVERY:
-            self.reload()
+    # loading, in a thread (ReloadingView)
+    def read(self) -> list[Account]:
+        return self.desk.list()
 
-    def on_shown(self) -> None:
-        self.reload()
-        self.table.focus()
+    def loaded(self, value: list[Account]) -> None:
+        self.accounts = value
 
-    def reload(self) -> None:
-        if not self._loading:
-            self._loading = True
-            self._load()
-
-    @work(thread=True, exclusive=True, group="accounts-load")
-    def _load(self) -> None:
-        try:
-            accounts, error = self.backends.accounts.list(), None
-        except Exception as e:  # shown in the view, never raised
-            accounts, error = None, describe_error(e)
-        self.app.call_from_thread(self._loaded, accounts, error)
-
-    def _loaded(self, accounts: list[Account] | None, error: str | None) -> None:
-        self._loading = False
-        self._loaded_at = time.monotonic()
-        self.error = error
-        if accounts is not None:
-            self.accounts = accounts
+    def show_loaded(self) -> None:
         self.show_accounts()
 
     def show_accounts(self) -> None:
@@ -154,7 +131,7 @@ class AccountsView(View):
         table.border_subtitle = subtitle
 
     @staticmethod
-    def _cells(a: Account) -> tuple:
+    def _cells(a: Account) -> tuple[Any, ...]:
         name = f"{a.firstname} {a.lastname}".strip()
         mailed = local(a.credentials_sent_at).strftime("%m-%d %H:%M") if a.credentials_sent_at else None
         return (
@@ -205,22 +182,9 @@ class AccountsView(View):
 
     # actions: each one a keygen call in a thread, then a notification and a reload
     def action_new_account(self) -> None:
-        roles = list(self.backends.config.roles)
-        self.app.push_screen(NewAccountScreen(roles, self._create), self._after_modal)
-
-    def _create(self, fields: dict, send: bool) -> str:
-        """Runs in the form's worker thread; a UserError's message is shown in the form."""
-        b = self.backends
-        mailing = CredentialsRun.from_backends(b) if send else None  # a bad mail setup stops us before creating
-        account = lifecycle.create_account(b.accounts, list(b.config.roles), **fields)
-        message = f"created {account.username} ({account.role})"
-        if mailing is not None:
-            outcome = mailing.send(account)
-            message += f"; credentials {outcome.status}" + (f": {outcome.message}" if outcome.message else "")
-        return message
-
+        self.app.push_screen(NewAccountScreen(self.desk.roles(), self.desk.create), self._after_modal)
     def action_import_roster(self) -> None:
-        self.app.push_screen(RosterImportScreen(self.backends), self._after_modal)
+        self.app.push_screen(RosterImportScreen(self.desk), self._after_modal)
 
     def _after_modal(self, message: str | None) -> None:
         if message:
@@ -238,7 +202,7 @@ class AccountsView(View):
         self._confirm(f"Revoke {a.username} <{a.email}>?",
                       "raid refuses their next job from now on, jobs already queued included. "
                       "Rotating the key later lets them back in.", "Revoke",
-                      lambda: f"revoked {lifecycle.revoke(self.backends.accounts, a.username).username}")
+                      lambda: self.desk.revoke(a.username))
 
     def action_rotate(self) -> None:
         a = self._require_selected()
@@ -248,28 +212,12 @@ class AccountsView(View):
                       f"A new secret key; the old one is refused at once, queued jobs included. The new "
                       f".rai_profile is mailed to {a.email}." + (" This also lifts the revocation." if a.revoked
                                                                    else ""),
-                      "Rotate and mail", lambda: self._rotate(a.username))
-
-    def _rotate(self, username: str) -> str:
-        b = self.backends
-        mailing = CredentialsRun.from_backends(b)
-        account = lifecycle.rotate(b.accounts, username)
-        outcome = mailing.send(account)
-        return f"rotated {username}; new credentials {outcome.status}" + (
-            f": {outcome.message}" if outcome.message else "")
+                      "Rotate and mail", lambda: self.desk.rotate(a.username))
 
     def action_send(self) -> None:
         a = self._require_selected()
         if a is not None:
-            self._run(lambda: self._send(a.username), f"mailing {a.username}'s credentials to {a.email}…")
-
-    def _send(self, username: str) -> str:
-        b = self.backends
-        outcome = CredentialsRun.from_backends(b).send(lifecycle.require(b.accounts, username))
-        if outcome.status == "failed":
-            raise RuntimeError(f"credentials to {username} not sent: {outcome.message}")
-        return f"credentials {outcome.status}: {username} <{outcome.email}>" + (
-            f" ({outcome.message})" if outcome.message else "")
+            self._run(lambda: self.desk.send(a.username), f"mailing {a.username}'s credentials to {a.email}…")
 
     def action_delete(self) -> None:
         a = self._require_selected()
@@ -277,7 +225,7 @@ class AccountsView(View):
             return
         self._confirm(f"Delete the account {a.username} <{a.email}>?",
                       "Their key stops working; their job records stay. The last admin cannot be deleted.",
-                      "Delete", lambda: f"deleted {lifecycle.delete(self.backends.accounts, a.username).username}")
+                      "Delete", lambda: self.desk.delete(a.username))
 
     def _confirm(self, question: str, detail: str, yes: str, act: Callable[[], str]) -> None:
         def answer(ok: bool | None) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from textual.containers import Container
 
-from raitui.data import ClusterSnapshot
+from raitui.data import ClusterSnapshot, describe_error
 
 if TYPE_CHECKING:
     from raitui.app import RaiConsole
+
+Loaded = TypeVar("Loaded")
 
 
 class View(Container):
@@ -36,3 +39,56 @@ class View(Container):
             if widget.focusable:
                 widget.focus()
                 return
+
+
+class ReloadingView(View, Generic[Loaded]):
+    """A view that reads its own data in a worker thread while it is shown: at most every `reload_every`
+    seconds (on the snapshot's tick), at once when it becomes visible or after an action (`reload`); one
+    read at a time. Subclasses say what to read (`read`, on a thread; it may block and raise) and how
+    to show it (`show_loaded`, on the UI thread); a failed read leaves the last data and sets `error`."""
+
+    reload_every: ClassVar[float] = 3.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error: str | None = None
+        self._loaded_at = 0.0
+        self._loading = False
+
+    def read(self) -> Loaded | None:
+        """What to show, read from `self.console.data`; None: nothing to read now. Runs in a thread."""
+        raise NotImplementedError
+
+    def loaded(self, value: Loaded) -> None:
+        """Keep what `read` returned (UI thread); `show_loaded` follows."""
+
+    def show_loaded(self) -> None:
+        """Show what was loaded, or `error` (UI thread)."""
+
+    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        if time.monotonic() - self._loaded_at > self.reload_every:
+            self.reload()
+
+    def on_shown(self) -> None:
+        self.reload()
+        super().on_shown()
+
+    def reload(self) -> None:
+        if not self._loading:
+            self._loading = True
+            self.run_worker(self._load, thread=True, exclusive=True, group=f"{self.view_name}-load")
+
+    def _load(self) -> None:
+        try:
+            value, error = self.read(), None
+        except Exception as e:  # shown in the view, never raised
+            value, error = None, describe_error(e)
+        self.app.call_from_thread(self._loaded, value, error)
+
+    def _loaded(self, value: Loaded | None, error: str | None) -> None:
+        self._loading = False
+        self._loaded_at = time.monotonic()
+        self.error = error
+        if value is not None:
+            self.loaded(value)
+        self.show_loaded()

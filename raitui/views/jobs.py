@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
-from rai.models import JobRecord
+from rai import fairshare
+from rai.models import JobRecord, JobState
+from rai.places import Place
 from raitui.components.live_table import LiveTable
 from raitui.data import ClusterSnapshot, JobFilter
 from raitui.format import DIM, duration_text, state_text, time_text
@@ -17,10 +21,10 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("id", "ID", 27),
     ("user", "USER", 10),
     ("team", "TEAM", 8),
-    ("state", "STATE", 9),
+    ("state", "STATE", 11),  # a waiting job's place in line too: "queued 2nd"
     ("node", "NODE", 10),
     ("queued", "QUEUED", 11),
-    ("started", "STARTED", 8),
+    ("started", "STARTED", 10),  # a waiting job's ETA: "in ~6 min"
     ("duration", "DURATION", 8),
     ("exit", "EXIT", 4),
     ("message", "MESSAGE", 8),  # takes the width the others leave
@@ -45,7 +49,7 @@ class JobsView(View):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._snapshot: ClusterSnapshot | None = None
 
@@ -101,7 +105,7 @@ class JobsView(View):
         hint.display = bool(text)
 
     @staticmethod
-    def _cells(r: JobRecord, snapshot: ClusterSnapshot) -> tuple:
+    def _cells(r: JobRecord, snapshot: ClusterSnapshot) -> tuple[Any, ...]:
         now = snapshot.taken_at
         if r.duration is not None:
             duration = duration_text(r.duration)
@@ -117,10 +121,7 @@ class JobsView(View):
             r.job_id,
             r.username,
             r.team or Text("-", style=DIM),
-            state_text(r.state),
-            r.node or Text("-", style=DIM),
-            time_text(r.submitted_at, now),
-            time_text(r.started_at, now) if r.started_at else Text("-", style=DIM),
+            *_state_and_start(r, snapshot),
             duration,
             exit_code,
             Text(message, style=DIM, no_wrap=True, overflow="ellipsis"),
@@ -161,7 +162,8 @@ class JobsView(View):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.console.open_tail(event.row_key.value)
+        if event.row_key.value:
+            self.console.open_tail(event.row_key.value)
 
     def action_open_tail(self) -> None:
         job_id = self.selected_job_id()
@@ -177,3 +179,17 @@ class JobsView(View):
 
     def on_shown(self) -> None:
         self.table.focus()
+
+
+def _state_and_start(r: JobRecord, snapshot: ClusterSnapshot) -> tuple[Any, ...]:
+    """STATE, NODE, QUEUED, STARTED: a waiting job's place in line and ETA (rai/places.py, the rule
+    `rai status` tells the student) in the state and start cells."""
+    now = snapshot.taken_at
+    place: Place | None = snapshot.places.get(r.job_id) if r.state == JobState.queued else None
+    state = state_text(r.state)
+    started: Any = time_text(r.started_at, now) if r.started_at else Text("-", style=DIM)
+    if place is not None:
+        state.append(f" {place.ordinal}", style="bold")
+        started = Text(f"in {fairshare.about(place.eta_seconds, short=True)}" if place.eta_seconds is not None
+                       else "no node", style=f"italic {DIM}")
+    return (state, r.node or Text("-", style=DIM), time_text(r.submitted_at, now), started)

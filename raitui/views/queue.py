@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -27,7 +29,7 @@ MEMORY_ALARM = 0.80  # Redis memory above this share of its limit turns red: tri
 
 
 def depth_buckets(history: list[tuple[float, int]], now: float, buckets: int = BUCKETS,
-                  spans: list[tuple[float, float]] = ()) -> list[float]:
+                  spans: Sequence[tuple[float, float]] = ()) -> list[float]:
     """The hour before `now` in equal steps: in each, the jobs that were on the queue (waiting or running)
     during the step by their records, or the highest depth raid sampled there if that is more; a step
     without either keeps the sampled depth before it (raid samples only while one runs)."""

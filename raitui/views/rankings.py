@@ -7,9 +7,9 @@ the job's log, `e` writes the CSV staff grade from (the same file as `rai-admin 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -17,15 +17,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from rai.leaderboard import Board, label_secret, load_board, team_label, team_members, write_csv
+from rai.leaderboard import Board, team_label, write_csv
 from rai.models import RankingEntry
 from rai.projects import RankedKind, ranked_kinds
 from raitui.components.live_table import LiveTable
-from raitui.data import ClusterSnapshot, describe_error
 from raitui.format import BAD, DIM, local
-from raitui.views.base import View
+from raitui.views.base import ReloadingView
 
-RELOAD_EVERY = 3.0  # seconds between two reads of the leaderboard while the view is shown
+# what one read gives: the kind it was read for, its board, each team's members, the labels' key
+Loaded = tuple[RankedKind, Board, dict[str, list[str]], str]
 # The job's id is in the CSV and in the log that enter opens; the table keeps to what ranks.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("rank", "RANK", 4), ("team", "TEAM", 8), ("members", "MEMBERS", 14), ("value", "VALUE", 9),
@@ -45,7 +45,7 @@ class Row:
     members: str
     label: str
 
-    def sort_key(self, column: str, lower_is_better: bool):
+    def sort_key(self, column: str, lower_is_better: bool) -> Any:
         e = self.entry
         if column in ("rank", "value"):  # unranked rows after the ranked ones, best first
             return (self.rank is None, self.rank or 0, e.value if lower_is_better else -e.value)
@@ -58,7 +58,7 @@ class RankingsTable(LiveTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open log", key_display="⏎")]
 
 
-class RankingsView(View):
+class RankingsView(ReloadingView[Loaded]):
     view_name = "rankings"
     title = "Rankings"
     description = "leaderboards with real team names: [ ] kind, s sort, a all results, enter log, e export CSV"
@@ -73,7 +73,9 @@ class RankingsView(View):
         Binding("e", "export", "Export CSV"),
     ]
 
-    def __init__(self, export_dir: Path | None = None, **kwargs) -> None:
+    reload_every = 3.0  # seconds between two reads of the leaderboard while the view is shown
+
+    def __init__(self, export_dir: Path | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.export_dir = export_dir  # where `e` writes; None: the directory the console was started in
         self.kinds: list[RankedKind] = []
@@ -84,10 +86,7 @@ class RankingsView(View):
         self.board: Board | None = None
         self.members: dict[str, list[str]] = {}
         self.secret = ""
-        self.error: str | None = None
-        self._loaded_at = 0.0
-        self._loading = False
-        self._shown: tuple | None = None
+        self._shown: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="rankings-title")
@@ -107,40 +106,21 @@ class RankingsView(View):
     def kind(self) -> RankedKind | None:
         return self.kinds[self.current] if self.kinds else None
 
-    # loading, in a thread
-    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_EVERY:
-            self.reload()
+    # loading, in a thread (ReloadingView)
+    def read(self) -> Loaded | None:
+        kind = self.kind
+        if kind is None:
+            return None
+        return (kind, *self.console.data.leaderboard(kind))
 
-    def on_shown(self) -> None:
-        self.reload()
-        self.table.focus()
-
-    def reload(self) -> None:
-        if self.kind is not None and not self._loading:
-            self._loading = True
-            self._load(self.kind)
-
-    @work(thread=True, exclusive=True, group="rankings-load")
-    def _load(self, kind: RankedKind) -> None:
-        b = self.console.data.b
-        try:
-            board = load_board(b.db, b.config.projects, kind.project, kind.kind)
-            members = team_members(b.accounts)
-            secret = label_secret(b.config)
-            self.app.call_from_thread(self._loaded, kind, board, members, secret, None)
-        except Exception as e:  # shown in the view, never raised
-            self.app.call_from_thread(self._loaded, kind, None, None, None, describe_error(e))
-
-    def _loaded(self, kind, board, members, secret, error) -> None:
-        self._loading = False
-        self._loaded_at = time.monotonic()
+    def loaded(self, value: Loaded) -> None:
+        kind, board, members, secret = value
         if kind != self.kind:  # switched meanwhile: read the new one
-            self.reload()
+            self.call_later(self.reload)
             return
-        self.error = error
-        if board is not None:
-            self.board, self.members, self.secret = board, members, secret
+        self.board, self.members, self.secret = board, members, secret
+
+    def show_loaded(self) -> None:
         self.show_board()
 
     # showing
@@ -154,7 +134,7 @@ class RankingsView(View):
         rows = []
         for e in entries:
             s = standing.get(e.team)
-            rows.append(Row(e, s.rank if e.job_id in counting else None, s.valid_results if s else 0,
+            rows.append(Row(e, s.rank if s and e.job_id in counting else None, s.valid_results if s else 0,
                             " ".join(self.members.get(e.team, [])), team_label(self.secret, e.team)))
         rows.sort(key=lambda r: r.sort_key(self.sort_column, board.kind.lower_is_better), reverse=self.descending)
         return rows
@@ -166,10 +146,12 @@ class RankingsView(View):
             title.update(Text("no ranked projects: add a projects: section to the config "
                               "(README: Ranked submissions)", style=DIM))
             return
-        shown = board is not None and board.kind == kind
+        if board is not None and board.kind != kind:
+            board = None  # still the last kind's
+        shown = board is not None
         what = f"{kind.metric}, {'lower' if kind.lower_is_better else 'higher'} is better, each team's " \
                f"{'best' if kind.counts == 'best' else 'latest'}"
-        counts = f" · {len(board.rows)} teams ranked, {len(board.entries)} results" if shown else ""
+        counts = f" · {len(board.rows)} teams ranked, {len(board.entries)} results" if board else ""
         title.update(Text.assemble((f" {kind.name}", "bold"), f" · {kind.title} · {what}{counts}",
                                    (f" · kind {self.current + 1} of {len(self.kinds)} ([ ])", DIM), no_wrap=True,
                                    overflow="ellipsis"))
@@ -194,7 +176,7 @@ class RankingsView(View):
                          subtitle)
 
     @staticmethod
-    def _cells(r: Row) -> tuple:
+    def _cells(r: Row) -> tuple[Any, ...]:
         e = r.entry
         note = "; ".join(e.details.get("invalid", [])) if not e.valid else ("" if r.rank else "not counting")
         return (
@@ -245,7 +227,8 @@ class RankingsView(View):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.console.open_tail(event.row_key.value)
+        if event.row_key.value:
+            self.console.open_tail(event.row_key.value)
 
     def action_open_log(self) -> None:
         job_id = self.selected_job_id()

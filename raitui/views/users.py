@@ -3,18 +3,18 @@ and waits now, quota left when quotas are configured; `o` changes the order, `/`
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input
 
 from raitui.components.live_table import LiveTable
-from raitui.data import ClusterSnapshot, UserUsage, describe_error
-from raitui.format import DIM
-from raitui.views.base import View
+from raitui.format import BAD, DIM
+from raitui.user_usage import UserUsage, half_life_words
+from raitui.views.base import ReloadingView
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("user", "USER", 14),
@@ -27,8 +27,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("quota", "QUOTA LEFT", 12),
 )
 RIGHT = {"usage", "hours", "jobs", "running", "waiting"}
-RELOAD_EVERY = 2.0  # seconds between reads of the day's job records
-ORDERS: tuple[tuple[str, object, bool], ...] = (  # name, key, descending
+ORDERS: tuple[tuple[str, Callable[[UserUsage], Any], bool], ...] = (  # name, key, descending
     ("usage", lambda u: u.usage, True),
     ("waiting", lambda u: u.waiting, True),
     ("running", lambda u: u.running, True),
@@ -41,10 +40,10 @@ def hours_text(h: float) -> Text:
     return Text(f"{h:.2f}", justify="right", style="" if h >= 0.005 else DIM)
 
 
-class UsersView(View):
+class UsersView(ReloadingView[list[UserUsage]]):
     view_name = "users"
     title = "Users"
-    description = "per user: decayed usage, job-hours and jobs over the last day, running, waiting; o orders"
+    description = "per user: fair-share usage, job-hours and jobs over the last day, running, waiting, quota left"
 
     BINDINGS = [
         Binding("o", "next_order", "Order by"),
@@ -52,14 +51,13 @@ class UsersView(View):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self, **kwargs) -> None:
+    reload_every = 2.0  # seconds between reads of the day's job records
+
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.users: list[UserUsage] = []
-        self.error: str | None = None
         self.order = 0
         self.filter_text = ""
-        self._loaded_at = 0.0
-        self._loading = False
 
     def compose(self) -> ComposeResult:
         table = LiveTable(COLUMNS, right=RIGHT, id="users-table")
@@ -75,39 +73,19 @@ class UsersView(View):
     def table(self) -> LiveTable:
         return self.query_one(LiveTable)
 
-    def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_EVERY:
-            self.reload()
+    def read(self) -> list[UserUsage]:
+        return self.console.data.users()
 
-    def on_shown(self) -> None:
-        self.reload()
-        self.table.focus()
+    def loaded(self, value: list[UserUsage]) -> None:
+        self.users = value
 
-    def reload(self) -> None:
-        if not self._loading:
-            self._loading = True
-            self._load()
-
-    @work(thread=True, exclusive=True, group="users-load")
-    def _load(self) -> None:
-        try:
-            users, error = self.console.data.users(), None
-        except Exception as e:  # shown in the view, never raised
-            users, error = None, describe_error(e)
-        self.app.call_from_thread(self._loaded, users, error)
-
-    def _loaded(self, users: list[UserUsage] | None, error: str | None) -> None:
-        self._loading = False
-        self._loaded_at = time.monotonic()
-        self.error = error
-        if users is not None:
-            self.users = users
+    def show_loaded(self) -> None:
         self.show_users()
 
     def shown_users(self) -> list[UserUsage]:
         words = self.filter_text.lower().split()
         shown = [u for u in self.users if all(w in f"{u.username} {u.team or ''}".lower() for w in words)]
-        name, key, descending = ORDERS[self.order]
+        _, key, descending = ORDERS[self.order]
         shown.sort(key=lambda u: u.username)
         shown.sort(key=key, reverse=descending)  # stable: ties stay by name
         return shown
@@ -119,10 +97,11 @@ class UsersView(View):
         count = f"{len(shown)} of {len(self.users)}" if self.filter_text else str(len(self.users))
         table.set_titles(f"users ({count}) by {ORDERS[self.order][0]}",
                          f"cannot read the job records: {self.error}" if self.error
-                         else (f"filter: {self.filter_text}" if self.filter_text else "usage: 1 h half-life"))
+                         else (f"filter: {self.filter_text}" if self.filter_text else
+                               f"usage: {half_life_words(self.console.data.config.scheduler.half_life)} half-life"))
 
     @staticmethod
-    def _cells(u: UserUsage) -> tuple:
+    def _cells(u: UserUsage) -> tuple[Any, ...]:
         return (
             u.username,
             u.team or Text("-", style=DIM),
@@ -131,7 +110,7 @@ class UsersView(View):
             Text(str(u.jobs), justify="right"),
             Text(str(u.running), justify="right", style="bold" if u.running else DIM),
             Text(str(u.waiting), justify="right", style="bold" if u.waiting else DIM),
-            u.quota_left or Text("-", style=DIM),
+            Text(u.quota_left, style=BAD if u.over_quota else "") if u.quota_left else Text("-", style=DIM),
         )
 
     def action_next_order(self) -> None:

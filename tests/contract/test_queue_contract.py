@@ -17,7 +17,7 @@ from tests.fixtures.aws import broker_config
 VIS = 1.0
 
 
-@pytest.fixture(params=["redis", "redis-fair", "sqs"])
+@pytest.fixture(params=["redis", "redis-fair", "sqs", "sqs-fair"])
 def queue(request):
     """(queue backend, queue name)."""
     if request.param == "redis-fair":
@@ -31,6 +31,12 @@ def queue(request):
 
         return RedisJobQueue(request.getfixturevalue("redis_client"), visibility_timeout=VIS), "rai_contract"
     cfg = broker_config(request.getfixturevalue("moto_url"), visibility_timeout=VIS)
+    if request.param == "sqs-fair":
+        from rai.backends.sqs_fair_queue import FairSQSJobQueue
+        from rai.usage import UsageLedger
+
+        r = request.getfixturevalue("redis_client")
+        return FairSQSJobQueue(cfg, UsageLedger(r), r), cfg.queue_prefix + "amd64"
     return SQSJobQueue(cfg), cfg.queue_prefix + "amd64"
 
 
