@@ -170,7 +170,7 @@ class RaiConsole(LocalServices):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         self._last_snapshot_at = time.monotonic()
-        if self.views_visible:
+        if self.views_visible and self.is_running:  # not while shutting down: the views' widgets are going
             self.show_views()
 
     @property
