@@ -71,14 +71,14 @@ def parse_roster(text: str, roles: list[str], source: str = "roster") -> Roster:
                     )
                 continue
             row, problem = _row(cells, header, line, roles)
-            if problem is None:
+            if row is not None and problem is None:
                 first = seen_users.get(row.username)
                 if first is not None:
                     problem = f"duplicate username {row.username} (first on line {first})"
                 elif row.email.lower() in seen_emails:
                     problem = f"duplicate email {row.email} (first on line {seen_emails[row.email.lower()]})"
-            if problem is not None:
-                roster.problems.append(RosterProblem(line, row.username if row else "", problem))
+            if row is None or problem is not None:
+                roster.problems.append(RosterProblem(line, row.username if row else "", problem or "unreadable row"))
                 continue
             seen_users[row.username] = line
             seen_emails[row.email.lower()] = line

@@ -62,8 +62,8 @@ def _walk_checked(src: Path, limits: ArchiveLimits, on_member, strip_top: str | 
     try:
         with open(src, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
             stream = CappedStream(zr, limits.max_bytes + STREAM_SLACK, limits.max_bytes)
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=CappedTarInfo,
-                              bufsize=READ_CHUNK) as tar:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=CappedTarInfo,  # type: ignore[call-overload]
+                              bufsize=READ_CHUNK) as tar:  # a raw stream reader is a file object to tarfile
                 for m in tar:
                     name = check.member(m)
                     stream.cap = limits.max_bytes + STREAM_SLACK + MEMBER_SLACK * check.stats.members
@@ -121,7 +121,8 @@ def unpack_checked(src: Path, dest: Path, limits: ArchiveLimits) -> ArchiveStats
             info.linkname = _link_name(m.linkname)
         out.addfile(info)
 
-    with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as out:
+    with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                      copybufsize=COPY_CHUNK) as out:  # TarFile takes it; typeshed's open() does not say so
         return _walk_checked(src, limits, write)
 
 

@@ -116,7 +116,7 @@ class CappedTarInfo(tarfile.TarInfo):
     def frombuf(cls, buf, encoding, errors):
         try:
             return super().frombuf(buf, encoding, errors)
-        except tarfile.EOFHeaderError:
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # tarfile has it; typeshed does not
             raise
         except tarfile.HeaderError as e:
             raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
@@ -136,18 +136,18 @@ class CappedTarInfo(tarfile.TarInfo):
 
     def _proc_gnulong(self, tarfile):
         self._check_record(tarfile)
-        return super()._proc_gnulong(tarfile)
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]  # a private hook typeshed leaves out
 
     def _proc_pax(self, tarfile):
         self._check_record(tarfile)
         f = tarfile.fileobj
-        record = f.read(self._block(self.size))
+        record = f.read(self._block(self.size))  # type: ignore[attr-defined]  # private, as _proc_pax
         if _DIGIT_RUN.search(record):
             raise ArchiveRefused("corrupt", "is not a valid tar.zst archive",
                                  f"a pax record with a run of more than {DIGIT_RUN} digits")
         tarfile.fileobj = _PutBack(record, f)
         try:
-            return super()._proc_pax(tarfile)
+            return super()._proc_pax(tarfile)  # type: ignore[misc]  # a private hook typeshed leaves out
         finally:
             tarfile.fileobj = f
 

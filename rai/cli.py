@@ -24,6 +24,7 @@ from rai.cli_support import run_cli
 # them; tests/test_client_startup.py holds that line.
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
     from rai.client import Client
     from rai.models import JobEnd, JobRecord
@@ -102,14 +103,14 @@ class UploadBar:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> UploadBar:
         return self
 
-    def advance(self, n: int, total: int) -> None:
-        if self.progress is None:
+    def advance(self, n: int, total: int | None) -> None:
+        if self.progress is None or self.task is None:
             from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
             self.progress = Progress("[dim]» uploading[/dim]", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -6,6 +6,7 @@ submissions; the servers decide what that is, from the account, not from anythin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -44,7 +45,7 @@ def _value(v: float | None) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _print_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """Every column as wide as its widest cell. On a terminal only the last (a message) is cut to fit its
     width; anywhere else (`rai submitted | cat`, a file) nothing is cut or wrapped: whole values, one row a line."""
     import io
@@ -69,10 +70,11 @@ def _print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     if whole:
         # A console as wide as the table: rich would otherwise lay it out (and crop it) at 80 columns.
         # Without the padding rich leaves at the ends of lines, for grep, cut and diff.
-        wide = Console(file=io.StringIO(), width=sum(w + 3 for w in widths) + 8, highlight=False,
+        buf = io.StringIO()
+        wide = Console(file=buf, width=sum(w + 3 for w in widths) + 8, highlight=False,
                        color_system=None, soft_wrap=True)
         wide.print(table)
-        out.file.write("".join(line.rstrip() + "\n" for line in wide.file.getvalue().splitlines()))
+        out.file.write("".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines()))
         out.file.flush()
     else:
         out.print(table)

@@ -44,6 +44,9 @@ class AppConfig(Section):
     secret: str | None = None  # app secret: decrypts `==AESGCM==` values, anonymises rankings
 
 
+RECORD_OUTLIVES_LOG = 30 * 86400  # a job's status answers for this long after its log has gone
+
+
 class PubSubConfig(Section):
     url: str = DEFAULT_REDIS_URL
     start_local: bool = True  # start a local redis-server when the URL is local and nothing answers
@@ -53,6 +56,11 @@ class PubSubConfig(Section):
 
     _dur = field_validator("retention", mode="before")(lambda v: parse_duration(v))
     _size = field_validator("max_log_bytes", mode="before")(lambda v: parse_size(v))
+
+    @property
+    def record_ttl(self) -> float:
+        """Seconds a job's live record (`rai status`) is kept: a month past its log's `retention`."""
+        return self.retention + RECORD_OUTLIVES_LOG
 
 
 class BrokerConfig(Section):

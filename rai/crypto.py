@@ -13,9 +13,7 @@ import os
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from rai.errors import UserError
 
@@ -72,26 +70,3 @@ def decrypt_tree(tree: Any, app_secret: str | None) -> Any:
             )
         return decrypt(app_secret, tree)
     return tree
-
-
-def _box_key(secret_key: str, message_id: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=message_id.encode(), info=info).derive(secret_key.encode())
-
-
-def seal_for(secret_key: str, message_id: str, plain: bytes, info: bytes) -> str:
-    """Encrypt a server's reply so only the holder of `secret_key` reads it (AES-GCM, key from HKDF).
-
-    `message_id` (the request's id) salts the key and is authenticated; `info` separates the kinds of reply.
-    """
-    nonce = os.urandom(12)
-    box = AESGCM(_box_key(secret_key, message_id, info)).encrypt(nonce, plain, message_id.encode())
-    return base64.b64encode(nonce + box).decode()
-
-
-def unseal_for(secret_key: str, message_id: str, box: str, info: bytes) -> bytes | None:
-    """The plaintext of a sealed reply; None when it does not open with this key."""
-    try:
-        blob = base64.b64decode(box)
-        return AESGCM(_box_key(secret_key, message_id, info)).decrypt(blob[:12], blob[12:], message_id.encode())
-    except (InvalidTag, ValueError):
-        return None

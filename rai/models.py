@@ -53,7 +53,17 @@ class JobState(str, Enum):
         return self not in (JobState.queued, JobState.running)
 
 
-class JobRequest(Message):
+class Signed(Message):
+    """A message its sender signs with their secret key (rai.signing) over every other field; each kind
+    declares its `signature` last (the fields keep their order on the wire)."""
+
+    def signing_payload(self) -> bytes:
+        """The canonical JSON of every field but the signature."""
+        data = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+class JobRequest(Signed):
     """What `rai submit` enqueues; signed by the submitter's secret key over every other field."""
 
     job_id: str
@@ -70,40 +80,12 @@ class JobRequest(Message):
     client_version: str = ""
     signature: str = ""
 
-    def signing_payload(self) -> bytes:
-        data = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
-
-class CancelRequest(Message):
+class CancelRequest(Signed):
     job_id: str
     access_key: str
     requested_at: datetime = Field(default_factory=utcnow)
     signature: str = ""
-
-    def signing_payload(self) -> bytes:
-        data = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-
-
-class Query(Message):
-    """A question a user asks the servers (their ranking, history, team's submissions); signed like a job.
-
-    raid answers only what the signer may see, sealed with the signer's key (rai/queries.py)."""
-
-    query_id: str = Field(default_factory=lambda: secrets.token_hex(16))
-    access_key: str
-    username: str
-    what: str  # ranking | history | submitted
-    project: str | None = None
-    kind: str | None = None
-    limit: int = 10
-    asked_at: datetime = Field(default_factory=utcnow)
-    signature: str = ""
-
-    def signing_payload(self) -> bytes:
-        data = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 class LogKind(str, Enum):

@@ -13,7 +13,7 @@ import stat
 import tarfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,8 @@ def _walk(directory: Path, rules: IgnoreRules, excluded: set[tuple[int, int]]):
                 entries = list(it)
         except OSError as e:
             raise UserError(f"cannot read {root}: {e.strerror or e}") from None
-        dirs, files = [], []
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
         for entry in entries:
             try:
                 is_dir = entry.is_dir()
@@ -143,7 +144,7 @@ class _Packer:
             self.excluded.add((st.st_dev, st.st_ino))
         self.result: PackResult | None = None
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Generator[bytes, None, None]:
         cobj = zstandard.ZstdCompressor(level=self.level, threads=-1).compressobj()
         digest, size, files, offset = hashlib.sha256(), 0, 0, 0
         out = bytearray()  # tar bytes not yet handed to the compressor

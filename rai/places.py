@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rai import fairshare
+from rai.backends.queue import FairOrdering
+
+if TYPE_CHECKING:
+    from rai.backends import Backends
 
 
 @dataclass
@@ -35,10 +39,10 @@ class Place:
         return ordinal(self.ahead + 1)
 
 
-def read_order(backends: Any, queue: str) -> QueueOrder:
+def read_order(backends: Backends, queue: str) -> QueueOrder:
     """The queue's waiting order now, its capacity and typical job duration (a few Redis reads)."""
-    fair_order = getattr(backends.queue, "fair_order", None)
-    ids = fair_order(queue) if fair_order is not None else _fifo(backends, queue)
+    queue_port = backends.queue
+    ids = queue_port.fair_order(queue) if isinstance(queue_port, FairOrdering) else backends.live.waiting_ids(queue)
     nodes = [n for n in backends.live.serving(queue) if not n.draining]
     return QueueOrder(at=time.monotonic(), places={j: i for i, j in enumerate(ids)}, total=len(ids),
                       capacity=sum(n.heartbeat.capacity for n in nodes), typical=backends.usage.typical(queue))
@@ -60,7 +64,3 @@ def ordinal(n: int) -> str:
         return f"{n}th"
     return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
-
-def _fifo(backends: Any, queue: str) -> list[str]:
-    r, p = backends.live.r, backends.live.p
-    return [j.decode() if isinstance(j, bytes) else j for j in r.zrange(f"{p}waiting:{queue}", 0, -1)]

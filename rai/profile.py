@@ -32,7 +32,7 @@ _FIELDS: dict[str, object] = {"username": _REQUIRED, "email": "", "firstname": "
                               "team": None, "role": "student", "access_key": _REQUIRED, "secret_key": _REQUIRED}
 
 
-def _model() -> type:
+def _model() -> Any:  # the Profile model class, made on first use
     if "Profile" in globals():
         return globals()["Profile"]
     from pydantic import BaseModel, ConfigDict

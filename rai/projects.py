@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -216,6 +216,16 @@ class RankedKind:
         return f"{self.project}/{self.kind}"
 
 
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None) -> _T:
+    """A key a kind takes from itself or its project, which ProjectConfig's validation made sure is set."""
+    if value is None:
+        raise ValueError("a kind's spec, result or metric is missing")
+    return value
+
+
 class ProjectConfig(_Section):
     title: str = ""
     spec: JobSpec | None = None
@@ -251,8 +261,8 @@ class ProjectConfig(_Section):
                        if getattr(k, key) is None and getattr(self, key) is None]
             if missing:
                 raise ValueError(f"kind {name}: {', '.join(missing)} missing (set it on the project or the kind)")
-            result = k.result or self.result
-            metric = k.metric or self.metric
+            result = _given(k.result or self.result)
+            metric = _given(k.metric or self.metric)
             keys = result.keys()
             if keys is not None:
                 rules = k.valid if k.valid is not None else self.valid
@@ -266,9 +276,9 @@ class ProjectConfig(_Section):
         k = self.kinds[name]
         return RankedKind(
             project=project, kind=name, title=k.title or self.title or f"{project} {name}",
-            spec=k.spec or self.spec, required_files=list(k.required_files if k.required_files is not None
+            spec=_given(k.spec or self.spec), required_files=list(k.required_files if k.required_files is not None
                                                           else self.required_files),
-            result=k.result or self.result, metric=k.metric or self.metric,
+            result=_given(k.result or self.result), metric=_given(k.metric or self.metric),
             lower_is_better=self.lower_is_better if k.lower_is_better is None else k.lower_is_better,
             valid=dict(k.valid if k.valid is not None else self.valid), counts=k.counts or self.counts,
             check=k.check or self.check,

@@ -6,15 +6,19 @@ the kind exists, the folder holds its required files. Validity rules and result 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rai.errors import ServiceUnavailable, UserError
 from rai.ignore import IgnoreRules
 from rai.projects import ProjectConfig
+from rai.redis_keys import KEYS
 
-PUBLIC_KEY = "rai:projects"  # Redis key raid publishes the public part of `projects:` under
+if TYPE_CHECKING:
+    import redis
+
+PUBLIC_KEY = KEYS.projects()  # Redis key raid publishes the public part of `projects:` under
 
 
 # --- what clients see --------------------------------------------------------------------------
@@ -101,7 +105,12 @@ def missing_required_files(directory: Path, required: list[str]) -> list[str]:
     return missing
 
 
-def published_projects(r, local: dict[str, ProjectConfig]) -> PublicProjects:
+def publish_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> None:
+    """Put the public part of `projects:` (kinds, required files, metric, enforced spec) where clients read it."""
+    r.set(PUBLIC_KEY, PublicProjects.from_config(local).model_dump_json())
+
+
+def published_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> PublicProjects:
     """What the raid nodes published under `rai:projects`; the local config's `projects:` when none has."""
     import redis
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import redis
 
+from rai.redis_keys import PREFIX, RedisKeys
+
 HOUR, DAY = 3600.0, 86400.0
 
 
@@ -22,15 +24,15 @@ class Refused:
 
 
 class QuotaBook:
-    def __init__(self, redis_client: redis.Redis, prefix: str = "rai:"):
+    def __init__(self, redis_client: redis.Redis, prefix: str = PREFIX):
         self.r = redis_client
-        self.p = prefix
+        self.keys = RedisKeys(prefix)
 
     def over_quota(self, user: str, jobs_per_hour: int | None, gpu_hours_per_day: float | None,
                    now: float | None = None) -> Refused | None:
         """Why `user` may not submit now, with when they may again; None when within both quotas."""
         now = time.time() if now is None else now
-        jobs_key, gpu_key = f"{self.p}quota:jobs:{user}", f"{self.p}quota:gpu:{user}"
+        jobs_key, gpu_key = self.keys.quota_jobs(user), self.keys.quota_gpu(user)
         pipe = self.r.pipeline()
         pipe.zremrangebyscore(jobs_key, 0, now - HOUR)
         pipe.zrange(jobs_key, 0, -1, withscores=True)
@@ -57,15 +59,15 @@ class QuotaBook:
         Reads only (the console asks; `over_quota` trims the old entries)."""
         now = time.time() if now is None else now
         pipe = self.r.pipeline(transaction=False)
-        pipe.zcount(f"{self.p}quota:jobs:{user}", now - HOUR, "+inf")
-        pipe.zrangebyscore(f"{self.p}quota:gpu:{user}", now - DAY, "+inf")
+        pipe.zcount(self.keys.quota_jobs(user), now - HOUR, "+inf")
+        pipe.zrangebyscore(self.keys.quota_gpu(user), now - DAY, "+inf")
         jobs, gpu = pipe.execute()
         used_gpu = sum(float((m.decode() if isinstance(m, bytes) else m).rsplit(":", 1)[1]) for m in gpu) / 3600
         return (None if jobs_per_hour is None else max(0, jobs_per_hour - int(jobs)),
                 None if gpu_hours_per_day is None else max(0.0, gpu_hours_per_day - used_gpu))
 
     def count_submission(self, user: str, job_id: str, now: float | None = None) -> None:
-        key = f"{self.p}quota:jobs:{user}"
+        key = self.keys.quota_jobs(user)
         pipe = self.r.pipeline()
         pipe.zadd(key, {job_id: time.time() if now is None else now})
         pipe.expire(key, int(HOUR) + 60)
@@ -74,7 +76,7 @@ class QuotaBook:
     def count_gpu_time(self, user: str, job_id: str, gpu_seconds: float, now: float | None = None) -> None:
         if gpu_seconds <= 0:
             return
-        key = f"{self.p}quota:gpu:{user}"
+        key = self.keys.quota_gpu(user)
         pipe = self.r.pipeline()
         pipe.zadd(key, {f"{job_id}:{gpu_seconds:.1f}": time.time() if now is None else now})
         pipe.expire(key, int(DAY) + 60)

@@ -112,7 +112,7 @@ def run_server(server: str, ready: Callable[[], str | None], shown: str, bind: s
             hint=f"see {log_file}",
         )
     deadline = time.monotonic() + START_WAIT
-    problem = "no answer"
+    problem: str | None = "no answer"
     while time.monotonic() < deadline:
         problem = ready()
         if problem is None:

@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -140,6 +140,8 @@ def _parse(url: str):
 
 def _redact(url: str) -> str:
     """The URL without its password, for messages (even a URL that does not parse)."""
+    parts: SplitResult | None
+    password: str | None
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -161,7 +163,7 @@ def _scrub(text: str, url: str) -> str:
         password = urlsplit(url).password
     except ValueError:
         return _redact(text)
-    for secret in {password, unquote(password or "")} - {None, ""}:
+    for secret in {password or "", unquote(password or "")} - {""}:
         text = text.replace(secret, "***")
     return text
 
@@ -265,6 +267,7 @@ def _start_local(server: str, url: str, shown: str, bind: str, port: int, embedd
             hint="set RAI_DATA_DIR to a writable folder",
         ) from None
     log_file = folder / f"redis-{port}.log"
+    password: str | None
     with start_lock(folder / f"redis-{port}.lock"):
         if embedded:
             password = ensure_password(folder, port, shown)

@@ -6,7 +6,10 @@ raises `RetryLater` for what is worth retrying; everything else goes through at 
 
 from __future__ import annotations
 
-from tenacity import RetryCallState
+from collections.abc import Callable
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
+from tenacity.stop import StopBaseT
 from tenacity.wait import wait_base
 
 
@@ -33,6 +36,24 @@ class wait_retry_after(wait_base):  # noqa: N801 - tenacity's naming for waits
         if isinstance(error, RetryLater):
             wait = max(wait, error.after)
         return min(wait, self.cap)
+
+
+def backoff(within: float, first_wait: float, max_wait: float,
+            retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+            before_sleep: Callable[[RetryCallState], None] | None = None,
+            give_up: Callable[[RetryCallState], bool] | None = None) -> Retrying:
+    """Try again after `first_wait` seconds, doubling up to `max_wait`, while what fails is a `retry_on`, until
+    the next wait would end past `within` seconds since the first try or `give_up` says so; then the last
+    error is raised. The loop of every stream that rides out a blip (a log's writes and follows)."""
+    stop: StopBaseT = stop_before_delay(within)
+    if give_up is not None:
+        stop = _either(stop, give_up)
+    return Retrying(stop=stop, wait=wait_exponential(multiplier=first_wait, max=max_wait),
+                    retry=retry_if_exception_type(retry_on), before_sleep=before_sleep, reraise=True)
+
+
+def _either(a: StopBaseT, b: StopBaseT) -> StopBaseT:
+    return lambda state: a(state) or b(state)
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -13,6 +13,7 @@ import time
 import redis
 
 from rai import fairshare
+from rai.redis_keys import PREFIX, RedisKeys
 
 KEEP = 50  # durations kept per queue for the typical duration
 TTL = 14 * 86400  # an idle class's usage is long decayed to nothing: let Redis drop it
@@ -39,11 +40,12 @@ class UsageLedger:
     """Decayed usage per group and recent durations per queue; safe across processes (WATCH/MULTI)."""
 
     def __init__(self, redis_client: redis.Redis, half_life: float = fairshare.DEFAULT_HALF_LIFE,
-                 by: str = "user", prefix: str = "rai:"):
+                 by: str = "user", prefix: str = PREFIX):
         self.r = redis_client
         self.half_life = half_life
         self.by = by
-        self.key = f"{prefix}usage:{by}"
+        self.keys = RedisKeys(prefix)
+        self.key = self.keys.usage(by)
         self.prefix = prefix
 
     def charge(self, group: str, amount: float, now: float | None = None) -> float:
@@ -65,6 +67,7 @@ class UsageLedger:
     def usage(self, groups: list[str] | None = None, now: float | None = None) -> dict[str, float]:
         """Each group's decayed usage now (all groups when `groups` is None)."""
         now = time.time() if now is None else now
+        items: list[tuple[str, bytes | str | None]]
         if groups is None:
             raw = self.r.hgetall(self.key)
             items = [(k.decode() if isinstance(k, bytes) else k, v) for k, v in raw.items()]
@@ -73,7 +76,7 @@ class UsageLedger:
         return {g: fairshare.decayed_usage(*_parse(v), now, self.half_life) for g, v in items}
 
     def record_duration(self, queue: str, seconds: float) -> None:
-        key = f"{self.prefix}durations:{queue}"
+        key = self.keys.durations(queue)
         pipe = self.r.pipeline()
         pipe.lpush(key, round(seconds, 3))
         pipe.ltrim(key, 0, KEEP - 1)
@@ -82,7 +85,7 @@ class UsageLedger:
 
     def typical(self, queue: str) -> float:
         """The median of the queue's recent job durations; rai.fairshare.DEFAULT_TYPICAL when none ran."""
-        values = [float(v) for v in self.r.lrange(f"{self.prefix}durations:{queue}", 0, -1)]
+        values = [float(v) for v in self.r.lrange(self.keys.durations(queue), 0, -1)]
         return statistics.median(values) if values else fairshare.DEFAULT_TYPICAL
 
 

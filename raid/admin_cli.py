@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 import click
 from rich import box
@@ -110,14 +111,18 @@ def show(b: Backends, project, kind, limit) -> int:
 def export(b: Backends, project, kind, output, every) -> int:
     """Write the leaderboard as CSV for grading: rank, team, members, value, job, ... one row per team."""
     board = load_board(b.db, b.config.projects, project, kind)
-    args = dict(entries=board.entries if every else None, label_secret=label_secret(b.config),
-                members=team_members(b.accounts))
+    entries, secret, members = board.entries if every else None, label_secret(b.config), team_members(b.accounts)
+
+    def write(f: IO[str]) -> int:
+        return write_csv(f, board.kind.project, board.kind.kind, board.rows, entries=entries, label_secret=secret,
+                         members=members)
+
     if output == "-":
-        write_csv(sys.stdout, board.kind.project, board.kind.kind, board.rows, **args)
+        write(sys.stdout)
         return 0
     path = Path(output)
     with open(path, "w", newline="") as f:
-        n = write_csv(f, board.kind.project, board.kind.kind, board.rows, **args)
+        n = write(f)
     err.print(f"{n} rows of {board.kind.name} written to {path}")
     return 0
 

@@ -36,9 +36,10 @@ def cli(ctx: click.Context, config_path, workers, queue, node, grace, verbose) -
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return None
+    from rai.backends import Backends
     from raid.daemon import Daemon
 
-    return Daemon(config, workers=workers, grace=grace).serve()
+    return Daemon(Backends(config), workers=workers, grace=grace).serve()
 
 
 class _Printer:

@@ -168,7 +168,8 @@ def _copy(reader: _ChunkReader, dest: Path, limit: int) -> ArchiveCopy:
     truncated = False
     with io.BufferedReader(reader, 1 << 20) as src, \
             tarfile.open(fileobj=src, mode="r|") as tin, \
-            tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT, copybufsize=1 << 20) as tout:
+            tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                         copybufsize=1 << 20) as tout:  # TarFile takes it; typeshed's open() does not say so
         for m in tin:
             need = 512 + (_blocks(m.size) if m.isreg() else 0) + (1024 if m.pax_headers else 0)
             if _blocks(tout.offset + need + 1024, tarfile.RECORDSIZE) > limit:

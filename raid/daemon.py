@@ -14,12 +14,12 @@ import time
 
 from rai import __version__
 from rai.backends import Backends
-from rai.config import Config
 from rai.models import utcnow
+from rai.public_projects import publish_projects
 from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats
-from raid.heartbeat import Heartbeat
+from raid.heartbeat import Heartbeat, NodeIdentity
 from raid.image_prune import prune
 from raid.job_runner import JobRunner
 from raid.ranking import RankedSubmissions
@@ -29,10 +29,12 @@ log = logging.getLogger("raid")
 
 
 class Daemon:
-    def __init__(self, config: Config, workers: int | None = None, grace: float = 30.0,
-                 backends: Backends | None = None, executor: Executor | None = None):
+    def __init__(self, backends: Backends, workers: int | None = None, grace: float = 30.0,
+                 executor: Executor | None = None):
+        """`backends` carries the config too: the node's settings are its `raid:` and `docker:` sections."""
+        config = backends.config
         self.config = config
-        self.b = backends or Backends(config)
+        self.b = backends
         self.node = config.raid.node_name()
         self.queue_name = config.broker.queue_name()
         self.capacity = workers or config.raid.workers
@@ -42,12 +44,15 @@ class Daemon:
         self.running: dict[int, str] = {}
         self._lock = threading.Lock()
         self.executor = executor or Executor.from_config(config.docker)
-        self.submissions = RankedSubmissions(config, self.b)  # ranked submissions: enforced spec, result, ranking
+        # ranked submissions: enforced spec, result, ranking
+        self.submissions = RankedSubmissions(config.projects, self.b.db)
         self.gpus = config.raid.gpus if config.raid.gpus is not None else len(gpu_stats())
         self.runner = JobRunner(self.b, self.executor, self.node, self.hand_back, submissions=self.submissions,
                                 gpus=self.gpus)
-        self.heartbeat = Heartbeat(self)
         self.started_at = utcnow()
+        identity = NodeIdentity(self.node, self.queue_name, self.capacity, self.gpus, self.started_at)
+        self.heartbeat = Heartbeat(identity, self, self.b.live, self.b.queue, config.raid.work_path(),
+                                   config.raid.heartbeat_interval)
         self._threads: list[threading.Thread] = []
 
     def running_jobs(self) -> list[str]:
@@ -73,8 +78,8 @@ class Daemon:
     def needed_images(self) -> set[str]:
         """The images of the jobs this node runs and of those waiting on its queue: never pruned."""
         needed = set(self.runner.images_in_use.values())
-        for job_id in self.b.redis.zrange(f"rai:waiting:{self.queue_name}", 0, 999):
-            record = self.b.live.get_job(job_id.decode() if isinstance(job_id, bytes) else job_id)
+        for job_id in self.b.live.waiting_ids(self.queue_name, limit=1000):
+            record = self.b.live.get_job(job_id)
             if record is not None and record.image:
                 needed.add(record.image)
         return needed
@@ -105,7 +110,7 @@ class Daemon:
         if left:
             log.warning("removed %d work folders left by a previous run of this node", left)
         self.heartbeat.start()
-        self.submissions.publish()
+        publish_projects(self.b.redis, self.config.projects)  # what clients check a submission against
         threading.Thread(target=self._prune_loop, name="image-prune", daemon=True).start()
         for slot in range(self.capacity):
             t = threading.Thread(target=self._slot, args=(slot,), name=f"slot-{slot}", daemon=True)

@@ -102,7 +102,8 @@ def _dirs_tar(token_hex: str | None = None) -> bytes:
         if token_hex is not None:
             with tarfile.open(fileobj=io.BytesIO(token_tar(token_hex))) as token:
                 member = token.next()
-                t.addfile(member, token.extractfile(member))
+                if member is not None:  # token_tar holds one file
+                    t.addfile(member, token.extractfile(member))
         end = t.offset + 1024  # the two zero blocks that end the archive
     return buf.getvalue()[:end]
 

@@ -346,8 +346,7 @@ class JobRunner:
         self.b.logs.expire(record.job_id, self.cfg.pubsub.retention)
 
     def _save(self, record: JobRecord) -> None:
-        ttl = self.cfg.pubsub.retention + 30 * 86400
-        self.b.live.put_job(record, ttl=ttl)
+        self.b.live.put_job(record, ttl=self.cfg.pubsub.record_ttl)
         self.b.db.save_job(record)
 
 

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from rai.backends import Backends
-from rai.config import Config
+from rai.backends.db import Database
 from rai.errors import UserError
 from rai.models import JobRecord, JobRequest, JobState, RankingEntry
-from rai.projects import RankedKind, as_number, lookup
-from rai.public_projects import PUBLIC_KEY, PublicProjects
+from rai.projects import ProjectConfig, RankedKind, as_number, lookup
+from rai.public_projects import PublicProjects
 from raid.verify import Refused
 
 if TYPE_CHECKING:
@@ -43,29 +42,24 @@ DETAILS_LIMIT = 16 * 1024  # result values kept in an entry's details, as JSON
 class RankedSubmissions:
     """Shared by every worker slot of a node; `open` gives the per-job `RankedRun` of a ranked submission."""
 
-    def __init__(self, config: Config, backends: Backends):
-        self.config = config
-        self.b = backends
-
-    def publish(self) -> None:
-        """Put the public part of `projects:` (kinds, required files, metric, enforced spec) where clients read it."""
-        public = PublicProjects.from_config(self.config.projects)
-        self.b.redis.set(PUBLIC_KEY, public.model_dump_json())
+    def __init__(self, projects: dict[str, ProjectConfig], db: Database):
+        self.projects = projects
+        self.db = db
 
     def resolve(self, submission: str) -> RankedKind:
         try:
-            project, kind = PublicProjects.from_config(self.config.projects).resolve(submission)
+            project, kind = PublicProjects.from_config(self.projects).resolve(submission)
         except UserError as e:
             raise Refused("refused: " + e.message.replace("--submit ", "submission ", 1)
                           + (f" ({e.hint})" if e.hint else "")) from None
-        return self.config.projects[project].kind(project, kind.kind)
+        return self.projects[project].kind(project, kind.kind)
 
     def open(self, req: JobRequest, record: JobRecord) -> RankedRun | None:
         """None for an ordinary job; for a ranked one, the run (its `kind` goes into the job's record, its
         `spec` replaces the user's). Raises Refused for a kind this server does not have."""
         if not req.submission:
             return None
-        return RankedRun(self.resolve(req.submission), self.b, req, record)
+        return RankedRun(self.resolve(req.submission), self.db, req, record)
 
 
 class OutputTap:
@@ -94,9 +88,9 @@ class OutputTap:
 class RankedRun:
     """One ranked job: checks its archive, taps its output, and records its ranking entry at the end."""
 
-    def __init__(self, kind: RankedKind, backends: Backends, req: JobRequest, record: JobRecord):
+    def __init__(self, kind: RankedKind, db: Database, req: JobRequest, record: JobRecord):
         self.kind = kind
-        self.b = backends
+        self.db = db
         self.req = req
         self.record = record
         self.tap: OutputTap | None = None
@@ -200,7 +194,7 @@ class RankedRun:
         entry = RankingEntry(project=k.project, kind=k.kind, job_id=self.req.job_id, username=self.record.username,
                              team=self.record.team or self.record.username, metric=k.metric, value=value,
                              valid=not reasons, details=details)
-        self.b.db.save_ranking(entry)
+        self.db.save_ranking(entry)
         log.info("job %s: %s %s = %g (%s)", self.req.job_id, k.name, k.metric, value,
                  "valid" if not reasons else "; ".join(reasons))
         if reasons:

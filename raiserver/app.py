@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -23,7 +24,7 @@ from raiserver.wire import Health, Problem
 
 log = logging.getLogger("raiserver")
 
-PROBLEMS = {status: {"model": Problem, "description": what} for status, what in [
+PROBLEMS: dict[int | str, dict[str, Any]] = {status: {"model": Problem, "description": what} for status, what in [
     (400, "bad input: the message says what to fix"), (401, "not signed, stale, replayed, or an unknown/revoked key"),
     (403, "not allowed for this account"), (404, "no such job (or not yours)"), (409, "conflicts with the job's state"),
     (413, "the upload is over the server's limit"), (429, "too many submissions; see Retry-After"),
@@ -31,7 +32,7 @@ PROBLEMS = {status: {"model": Problem, "description": what} for status, what in 
 
 
 def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
-    state = ServerState(config, backends)
+    state = ServerState(backends or Backends(config))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

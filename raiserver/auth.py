@@ -12,10 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from rai.backends import Backends
 from rai.models import Account
+from rai.redis_keys import KEYS
 from rai.signing import CONTENT_HEADER, UNSIGNED_PAYLOAD, parse_authorization, verify_request_signature
 from raiserver.problems import Refusal
-
-NONCE_PREFIX = "rai:nonce:"
 
 
 class Authenticator:
@@ -62,7 +61,7 @@ class Authenticator:
         if not (8 <= len(nonce) <= 64) or not nonce.isalnum():
             raise Refusal(401, "the request's nonce is malformed")
         try:
-            fresh = self.b.redis.set(f"{NONCE_PREFIX}{account.access_key}:{nonce}", 1, nx=True,
+            fresh = self.b.redis.set(KEYS.nonce(account.access_key, nonce), 1, nx=True,
                                      ex=int(2 * self.window) + 1)
         except redis.exceptions.RedisError:
             raise Refusal(503, "the server cannot check the request right now", hint="try again in a minute") from None

@@ -23,6 +23,7 @@ from rai.errors import AuthError, NotFound, UserError
 from rai.image_policy import image_refusal
 from rai.models import Account, CancelRequest, JobRecord, JobRequest, JobState
 from rai.public_projects import published_projects
+from rai.redis_keys import KEYS
 from rai.signing import verify
 from rai.spec import parse_spec
 from rai.units import format_duration, format_size, plural
@@ -34,7 +35,6 @@ log = logging.getLogger("raiserver.jobs")
 
 JOB_ID = r"^[0-9]{14}-[0-9a-f]{12}$"
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-UPLOAD_PREFIX = "rai:upload:"  # + job id: what the server received for it (digest, size, owner), for a day
 UPLOAD_TTL = 86400
 CHUNK = 1 << 20
 
@@ -92,7 +92,7 @@ def router(state: ServerState) -> APIRouter:
         finally:
             Path(tmp).unlink(missing_ok=True)
         meta = {"sha256": digest.hexdigest(), "size": size, "username": account.username}
-        await run_in_threadpool(state.b.redis.set, UPLOAD_PREFIX + job_id, json.dumps(meta), ex=UPLOAD_TTL)
+        await run_in_threadpool(state.b.redis.set, KEYS.upload(job_id), json.dumps(meta), ex=UPLOAD_TTL)
         return Uploaded(upload_key=key, sha256=digest.hexdigest(), size=size)
 
     @api.post("/jobs", response_model=Submitted, status_code=201, summary="Enqueue a signed job request")
@@ -140,7 +140,7 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
         raise Refusal(403, "the job request names an upload that is not its own", hint="submit with the rai client")
     if state.b.live.get_job(job.job_id) is not None:
         raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
-    raw = state.b.redis.get(UPLOAD_PREFIX + job.job_id)
+    raw = state.b.redis.get(KEYS.upload(job.job_id))
     meta = json.loads(raw) if raw else None
     if meta is None or meta.get("username") != account.username:
         raise Refusal(400, "the project archive of this job was not uploaded (or over a day ago)",
@@ -171,11 +171,11 @@ def _submit(state: ServerState, account: Account, job: JobRequest) -> Submitted:
                        access_key=account.access_key, queue=job.queue, submission=job.submission,
                        submitted_at=job.submitted_at, image=spec.rai.image, upload_key=job.upload_key,
                        gpus=spec.gpus)
-    if not state.b.live.create_job(record, ttl=state.config.pubsub.retention + 30 * 86400):
+    if not state.b.live.create_job(record, ttl=state.config.pubsub.record_ttl):
         raise Refusal(409, f"job {job.job_id} exists already", hint="submit again: rai picks a new id")
     state.b.queue.enqueue(job.queue, job.to_json())
     state.quotas.count_submission(account.username, job.job_id)
-    state.b.redis.delete(UPLOAD_PREFIX + job.job_id)
+    state.b.redis.delete(KEYS.upload(job.job_id))
     log.info("job %s of %s queued on %s", job.job_id, account.username, job.queue)
     return Submitted(job_id=job.job_id, queue=job.queue, notice=queue_notice(state, job.queue, spec.gpus))
 

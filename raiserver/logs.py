@@ -21,6 +21,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from rai.backends.redis_logs import read_rows
 from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
 from raiserver.jobs import JobId, own_job
 from raiserver.problems import Refusal
@@ -96,10 +97,11 @@ def router(state: ServerState) -> APIRouter:
              responses={200: {"description": "one event per log entry (and `waiting` events while it waits)",
                               "content": {"text/event-stream": {"itemSchema": EVENT_SCHEMA}}}})
     async def follow(job_id: JobId, request: Request,
-                     after: EntryId = None,
+                     after: EntryId = None,  # type: ignore[assignment]  # `str`: see EntryId
                      live: Annotated[bool, Query(description="false: what there is now, then close")] = True,
                      last_event_id: Annotated[str, Header(pattern=ENTRY_ID.pattern,
-                                                          description="resume after this entry id")] = None,
+                                                          description="resume after this entry id")
+                                        ] = None,  # type: ignore[assignment]  # `str`: see EntryId
                      ) -> EventSourceResponse:
         account = await state.auth(request)
         await run_in_threadpool(own_job, state, account, job_id)
@@ -115,7 +117,7 @@ def router(state: ServerState) -> APIRouter:
 async def _events(state: ServerState, job_id: str, after: str, live: bool = True
                   ) -> AsyncIterator[ServerSentEvent | bytes]:
     r = state.follow_redis
-    key = f"rai:log:{job_id}"
+    key = state.b.live.keys.log(job_id)
     last = after
     shown_place = None
     count = FIRST_COUNT
@@ -132,7 +134,7 @@ async def _events(state: ServerState, job_id: str, after: str, live: bool = True
                 "the server lost its connection to the log store; reconnect to read on")).to_json())
             return  # the client reconnects with Last-Event-ID and reads on from there
         if reply:
-            rows = reply[0][1]
+            rows = read_rows(reply)
             size, out, ended = 0, [], False
             for entry_id, fields in rows:
                 last = entry_id.decode()
@@ -175,17 +177,20 @@ async def _quiet_look(r: redis.asyncio.Redis, state: ServerState, job_id: str
     asyncio client, the place from the PlaceBoard (a thread only when a queue's order is a second old).
     Hundreds of quiet followers look every QUIET_MS; in threads they would queue up before every other
     request's threads (the pool holds 40)."""
-    prefix = state.b.live.p
-    raw = await r.get(f"{prefix}job:{job_id}")
+    keys = state.b.live.keys
+    raw = await r.get(keys.job(job_id))
     record = JobRecord.from_json(raw) if raw else None
     if record is None or record.state != JobState.queued or not record.queue:
         return record, None
-    place = state.places.cached(record.queue, job_id)
-    if place is False:
+    cached = state.places.cached(record.queue, job_id)
+    if isinstance(cached, bool):  # False: the queue's order is stale
         place = await run_in_threadpool(state.places.place, record.queue, job_id)
+    else:
+        place = cached
     if place is not None:
         return record, place
     async with r.pipeline(transaction=False) as pipe:  # claimed, not started yet: its place by submission
-        rank, total = await pipe.zrank(f"{prefix}waiting:{record.queue}", job_id).zcard(
-            f"{prefix}waiting:{record.queue}").execute()
+        pipe.zrank(keys.waiting(record.queue), job_id)
+        pipe.zcard(keys.waiting(record.queue))
+        rank, total = await pipe.execute()
     return record, None if rank is None else Waiting(ahead=int(rank), on_queue=int(total))

@@ -4,7 +4,9 @@ kept for a second, so many followers asking at once cost one look at Redis."""
 from __future__ import annotations
 
 import time
+from typing import Literal
 
+from rai.backends import Backends
 from rai.places import Place, QueueOrder, place_in, read_order
 from raiserver.wire import Waiting
 
@@ -14,11 +16,11 @@ FRESH = 1.0  # seconds a queue's order is reused
 class PlaceBoard:
     """Each queue's waiting order, looked up for a second at most (ServerState holds one)."""
 
-    def __init__(self, backends):
+    def __init__(self, backends: Backends):
         self.b = backends
         self._orders: dict[str, QueueOrder] = {}
 
-    def cached(self, queue: str, job_id: str) -> Waiting | None | bool:
+    def cached(self, queue: str, job_id: str) -> Waiting | None | Literal[False]:
         """The job's place from a fresh cached order; False when the order must be looked up again."""
         order = self._orders.get(queue)
         if order is None or time.monotonic() - order.at > FRESH:

@@ -8,8 +8,9 @@ import time
 
 import redis
 
+from rai.redis_keys import KEYS
+
 WINDOW = 60.0
-PREFIX = "rai:rate:"
 
 # KEYS[1] the user's window; ARGV: now, window, limit, member. -1 when admitted, else seconds to wait.
 _TAKE = """
@@ -32,5 +33,5 @@ class SubmitRate:
         """Count one submission; None when it is within `limit` a minute, else seconds until one frees."""
         if limit is None:
             return None
-        wait = float(self._take(keys=[PREFIX + username], args=[time.time(), WINDOW, limit, token]))
+        wait = float(self._take(keys=[KEYS.rate(username)], args=[time.time(), WINDOW, limit, token]))
         return None if wait < 0 else max(1.0, math.ceil(wait))

@@ -10,7 +10,6 @@ import redis
 import redis.asyncio
 
 from rai.backends import Backends
-from rai.config import Config
 from rai.quotas import QuotaBook
 from raiserver.auth import Authenticator
 from raiserver.metrics import Metrics
@@ -21,9 +20,11 @@ MAX_FOLLOWERS = 4096  # connections the followers' pool may open (each follower 
 
 
 class ServerState:
-    def __init__(self, config: Config, backends: Backends | None = None):
+    def __init__(self, backends: Backends):
+        """`backends` carries the config too (the server's settings are its `server:` section)."""
+        config = backends.config
         self.config = config
-        self.b = backends or Backends(config)
+        self.b = backends
         self.auth = Authenticator(self.b, config.server.request_window)
         self.rate = SubmitRate(self.b.redis)
         self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/quotas.py)

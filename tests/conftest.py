@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.fakes",
     "tests.fixtures.tui",
     "tests.fixtures.server",
+    "tests.fixtures.databases",
 ]

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from datetime import timedelta
 from types import SimpleNamespace
 
-import mongomock
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from rai.backends.db import SQLiteDatabase
-from rai.backends.mongo_db import MongoDatabase
-from rai.config import DatabaseConfig
 from rai.models import JobRecord, JobState, utcnow
 from raid.admin_cli import cli, usage_cmd
-
-
-@pytest.fixture(params=["sqlite", "mongodb"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = SQLiteDatabase(tmp_path / "rai.db")
-    else:
-        cfg = DatabaseConfig(provider="mongodb", name=f"rai_{secrets.token_hex(4)}")
-        database = MongoDatabase(cfg, client=mongomock.MongoClient(tz_aware=True))
-    yield database
-    database.close()
 
 
 def ended(job_id, user, team, node, *, hours_ago, wait_s, run_s, state=JobState.succeeded, gpus=0) -> JobRecord:

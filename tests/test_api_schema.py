@@ -43,8 +43,9 @@ from rai.models import (
     new_job_id,
     utcnow,
 )
+from rai.redis_keys import KEYS
 from rai.signing import UNSIGNED_PAYLOAD, authorization_headers, sign
-from raiserver.jobs import JOB_ID, UPLOAD_PREFIX
+from raiserver.jobs import JOB_ID
 from tests.fixtures.server import ServerThread
 
 EXAMPLES = 30  # per operation and test: both tests stay well under a minute
@@ -143,7 +144,7 @@ def signed_job_request(inst: Installation, body: dict) -> dict:
     job.upload_key = upload_key(me.username, job.job_id)
     job.queue, job.submission = inst.config.broker.queue, None
     job.spec = {"rai": {"image": "x"}, "commands": {"build": ["true"]}}
-    inst.backends.redis.set(UPLOAD_PREFIX + job.job_id, json.dumps(
+    inst.backends.redis.set(KEYS.upload(job.job_id), json.dumps(
         {"sha256": job.upload_sha256, "size": 1, "username": me.username}), ex=600)
     sign(job, me.secret_key)
     return {**body, **job.model_dump(mode="json")}

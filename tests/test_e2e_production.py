@@ -62,7 +62,7 @@ class ProductionEnv:
         self.daemon: Daemon | None = None
 
     def start_raid(self) -> Daemon:
-        self.daemon = Daemon(self.server, workers=1, grace=5, backends=Backends(self.server))
+        self.daemon = Daemon(Backends(self.server), workers=1, grace=5)
         self.daemon.start()
         return self.daemon
 

@@ -155,8 +155,7 @@ def test_no_user_and_no_password_gets_nothing(acl_redis, admin):
 
 
 def test_rai_server_does_what_it_does_and_no_more(acl_redis, admin):
-    from raiserver.auth import NONCE_PREFIX
-    from raiserver.jobs import UPLOAD_PREFIX
+    from rai.redis_keys import KEYS
     from raiserver.ratelimit import SubmitRate
 
     r = acl_redis.client("rai-server")
@@ -166,20 +165,20 @@ def test_rai_server_does_what_it_does_and_no_more(acl_redis, admin):
     admin.xadd("rai:log:older", {"e": LogEntry(kind=LogKind.status, body="hi").to_json()})
 
     # signed requests: a nonce once; submissions a minute
-    assert r.set(f"{NONCE_PREFIX}AK:abcdef12", 1, nx=True, ex=601) is True
-    assert r.set(f"{NONCE_PREFIX}AK:abcdef12", 1, nx=True, ex=601) is None
+    assert r.set(KEYS.nonce("AK", "abcdef12"), 1, nx=True, ex=601) is True
+    assert r.set(KEYS.nonce("AK", "abcdef12"), 1, nx=True, ex=601) is None
     rate = SubmitRate(r)
     assert rate.take("ada", 2, "t1") is None and rate.take("ada", 2, "t2") is None
     assert rate.take("ada", 2, "t3") >= 1
     # an upload on its way, then the job: record, queue, notice
     record = job()
-    r.set(UPLOAD_PREFIX + record.job_id, json.dumps({"size": 1}), ex=86400)
-    assert json.loads(r.get(UPLOAD_PREFIX + record.job_id)) == {"size": 1}
+    r.set(KEYS.upload(record.job_id), json.dumps({"size": 1}), ex=86400)
+    assert json.loads(r.get(KEYS.upload(record.job_id))) == {"size": 1}
     live = LiveBoard(r)
     assert live.create_job(record, ttl=3600) is True
     assert live.create_job(record, ttl=3600) is False
     RedisJobQueue(r).enqueue(Q, record.to_json())
-    r.delete(UPLOAD_PREFIX + record.job_id)
+    r.delete(KEYS.upload(record.job_id))
     assert [n.name for n in live.serving(Q)] == ["gpu-01"]
     assert live.get_job(record.job_id).job_id == record.job_id
     assert live.waiting_position(Q, record.job_id) == (0, 1)

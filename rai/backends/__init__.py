@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from rai.config import Config
+
+if TYPE_CHECKING:  # the backends themselves are imported when first used: a client never opens most
+    import redis
+
+    from rai.backends.auth import Accounts
+    from rai.backends.db import Database
+    from rai.backends.logs import LogStream
+    from rai.backends.mail import Mailer
+    from rai.backends.queue import JobQueue
+    from rai.backends.store import ObjectStore
+    from rai.live import LiveBoard
+    from rai.usage import UsageLedger
 
 
 class Backends:
@@ -14,13 +27,13 @@ class Backends:
         self.config = config
 
     @cached_property
-    def redis(self):
+    def redis(self) -> redis.Redis:
         from rai.redis_server import connect
 
         return connect(self.config.pubsub.url, start_local=self.config.pubsub.start_local)
 
     @cached_property
-    def queue(self):
+    def queue(self) -> JobQueue:
         cfg = self.config.broker
         if cfg.provider == "sqs":
             if self.config.scheduler.policy == "fair":
@@ -40,7 +53,7 @@ class Backends:
         return RedisJobQueue(self.redis, visibility_timeout=cfg.visibility_timeout)
 
     @cached_property
-    def usage(self):
+    def usage(self) -> UsageLedger:
         """Recent usage per user or team and recent durations per queue (rai.usage), in Redis."""
         from rai.usage import UsageLedger
 
@@ -48,13 +61,13 @@ class Backends:
         return UsageLedger(self.redis, half_life=s.half_life, by=s.by)
 
     @cached_property
-    def logs(self):
+    def logs(self) -> LogStream:
         from rai.backends.redis_logs import RedisLogStream
 
         return RedisLogStream(self.redis, max_entries=self.config.pubsub.max_entries)
 
     @cached_property
-    def store(self):
+    def store(self) -> ObjectStore:
         cfg = self.config.store
         if cfg.provider == "s3":
             from rai.backends.s3_store import S3Store
@@ -65,7 +78,7 @@ class Backends:
         return LocalStore(cfg.local_path())
 
     @cached_property
-    def db(self):
+    def db(self) -> Database:
         cfg = self.config.database
         if cfg.provider == "mongodb":
             from rai.backends.mongo_db import MongoDatabase
@@ -76,7 +89,7 @@ class Backends:
         return SQLiteDatabase(cfg.sqlite_path())
 
     @cached_property
-    def accounts(self):
+    def accounts(self) -> Accounts:
         cfg = self.config.auth
         if cfg.provider == "auth0":
             from rai.backends.auth0_accounts import Auth0Accounts
@@ -87,7 +100,7 @@ class Backends:
         return DatabaseAccounts(self.db)
 
     @cached_property
-    def mailer(self):
+    def mailer(self) -> Mailer:
         cfg = self.config.email
         if cfg.provider == "mailgun":
             from rai.backends.mailgun_mail import MailgunMailer
@@ -98,7 +111,7 @@ class Backends:
         return OutboxMailer(cfg.outbox_path(), sender=cfg.sender)
 
     @cached_property
-    def live(self):
+    def live(self) -> LiveBoard:
         from rai.live import LiveBoard
 
         return LiveBoard(self.redis)

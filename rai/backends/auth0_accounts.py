@@ -90,7 +90,7 @@ class Auth0Accounts:
         self.rate_limit_backoff = RATE_LIMIT_BACKOFF
         self.sleep = time.sleep
         base_url = (cfg.base_url or f"https://{cfg.domain}/api/v2").rstrip("/")
-        token = cfg.token
+        token: str | ClientCredentialsToken | None = cfg.token
         if not token:
             if not (cfg.client_id and cfg.client_secret):
                 raise UserError("auth0 needs auth.token or auth.client_id and auth.client_secret",
@@ -98,7 +98,7 @@ class Auth0Accounts:
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
             audience = cfg.audience or f"https://{cfg.domain or urlsplit(base_url).netloc}/api/v2/"
             token = ClientCredentialsToken(origin + "/oauth/token", cfg.client_id, cfg.client_secret, audience)
-        self.api = client or Auth0(base_url=base_url, token=token, timeout=15)
+        self.api = client or Auth0(base_url=base_url, token=token or "", timeout=15)
 
     # --- mapping
     def _user_id(self, access_key: str) -> str:

@@ -154,7 +154,8 @@ class SQLiteDatabase:
         self._conn().execute("DELETE FROM accounts WHERE username=?", (username,))
 
     def list_accounts(self, role=None, team=None) -> list[Account]:
-        sql, args = "SELECT data FROM accounts WHERE 1=1", []
+        sql = "SELECT data FROM accounts WHERE 1=1"
+        args: list[str] = []
         if role:
             sql, args = sql + " AND role=?", [*args, role]
         if team:

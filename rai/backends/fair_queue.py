@@ -22,6 +22,7 @@ import uuid
 from rai import fairshare
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.backends.redis_queue import FIELD, GROUP, RedisJobQueue, _s, _service
+from rai.redis_keys import PREFIX
 from rai.usage import UsageLedger, group_of
 
 WAKE_KEEP = 64
@@ -48,7 +49,7 @@ return deliver()
 class FairRedisJobQueue(RedisJobQueue):
     """JobQueue on Redis whose claim takes the waiting job of the group with the least recent usage."""
 
-    def __init__(self, redis_client, ledger: UsageLedger, visibility_timeout: float = 60.0, prefix: str = "rai:",
+    def __init__(self, redis_client, ledger: UsageLedger, visibility_timeout: float = 60.0, prefix: str = PREFIX,
                  age_weight: float = fairshare.DEFAULT_AGE_WEIGHT):
         super().__init__(redis_client, visibility_timeout=visibility_timeout, prefix=prefix)
         self.ledger = ledger
@@ -56,13 +57,13 @@ class FairRedisJobQueue(RedisJobQueue):
         self._take = self.r.register_script(_TAKE)
 
     def _groups_key(self, queue: str) -> str:
-        return f"{self.prefix}fair:{queue}:groups"
+        return self.keys.fair_groups(queue)
 
     def _group_key(self, queue: str, group: str) -> str:
-        return f"{self.prefix}fair:{queue}:g:{group}"
+        return self.keys.fair_group(queue, group)
 
     def _wake_key(self, queue: str) -> str:
-        return f"{self.prefix}fair:{queue}:wake"
+        return self.keys.fair_wake(queue)
 
     @_service
     def enqueue(self, queue: str, body: str) -> str:

@@ -8,9 +8,12 @@ import threading
 import time
 from collections import deque
 
+from tenacity import RetryCallState
+
 from rai.backends.logs import LogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, LogEntry, LogKind
+from rai.retrying import backoff
 from rai.units import format_size, plural
 
 log = logging.getLogger("rai.logs")
@@ -19,6 +22,8 @@ BATCH_MAX_ENTRIES = 256  # entries handed to the stream per append
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per append
 HELD_CHUNK = 64 * 1024  # bytes per chunk of held-back output (the tail past the head of a capped log)
 HELD_ALIGN = 4096  # the kept tail starts after the first newline in its first bytes (a whole line)
+SEND_FIRST_WAIT = 0.05  # seconds before a failed batch is written again, doubling ...
+SEND_MAX_WAIT = 2.0  # ... up to this, for `retry_for` seconds in all
 MIDDLE_STATUS_MAX = 100  # status lines from the left-out middle written after the note; more are only counted
 
 
@@ -73,7 +78,7 @@ class LogWriter:
         self.left_out_bytes = 0  # of them, left out of the middle of a capped log
         self.left_out_lines = 0  # newlines in what was left out
         self._holding = False  # past the head: output is held back, not written
-        self._held: deque[tuple[str, bytearray | str]] = deque()  # (kind, bytes) or ("status", text)
+        self._held: deque[tuple[LogKind, bytearray | str]] = deque()  # (kind, bytes) or (status, text)
         self._held_bytes = 0
         self._trimmed = False  # the oldest held output went since the last release: start the tail at a line
         self._dropped_line_end = False  # the last byte left out ended a line
@@ -88,9 +93,9 @@ class LogWriter:
         self.error: BaseException | None = None  # the last failure
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._kind: str | None = None
+        self._kind: LogKind | None = None
         self._buf = bytearray()
-        self._tails: dict[str, bytes] = {}  # incomplete UTF-8 ends, per kind
+        self._tails: dict[LogKind, bytes] = {}  # incomplete UTF-8 ends, per kind
         self._first_at: float | None = None
         self._ready: deque[tuple[LogEntry, int]] = deque()
         self._ready_bytes = 0
@@ -107,33 +112,34 @@ class LogWriter:
     # what raid calls
     def output(self, kind: str, data: bytes) -> None:
         """Raw stdout/stderr bytes of the job; returns at once unless too much waits to be written."""
-        kind = getattr(kind, "value", kind)
-        if kind not in ("stdout", "stderr"):
-            raise ValueError(f"output kind must be stdout or stderr, not {kind!r}")
+        name = getattr(kind, "value", kind)
+        if name not in ("stdout", "stderr"):
+            raise ValueError(f"output kind must be stdout or stderr, not {name!r}")
         if not data:
             return
+        stream = LogKind(name)
         with self._lock:  # the condition's lock, taken without the Condition's extra call
             if self._closed:
                 raise ValueError("LogWriter is closed")
             before = self.output_bytes
             self.output_bytes += len(data)
             if self.max_log_bytes is None or (not self._holding and self.output_bytes <= self._head_limit):
-                self._put(kind, data)
+                self._put(stream, data)
             else:
                 if not self._holding:  # the head is full: what fits goes on, the rest is held back
                     room = self._head_limit - before
                     if room > 0:
-                        self._put(kind, data[:room])
+                        self._put(stream, data[:room])
                         data = data[room:]
                     self._start_holding()
-                self._hold(kind, data)
+                self._hold(stream, data)
             self._backpressure()
 
     def status(self, text: str) -> None:
         """A status line, after all output written before it."""
         with self._cond:
             if self._holding:  # keeps its place among the held-back output
-                self._held.append((LogKind.status.value, text))
+                self._held.append((LogKind.status, text))
                 self._trim_held()
             else:
                 self._status(text)
@@ -195,7 +201,7 @@ class LogWriter:
         self.close()
 
     # inside, with the lock held
-    def _put(self, kind: str, data: bytes) -> None:
+    def _put(self, kind: LogKind, data: bytes) -> None:
         """Into the current entry, cutting full entries off it."""
         if kind != self._kind:
             self._switch(kind)
@@ -223,7 +229,7 @@ class LogWriter:
                 break
             self._cond.wait(1.0)
 
-    def _switch(self, kind: str) -> None:
+    def _switch(self, kind: LogKind) -> None:
         self._cut()
         if self._kind is not None and self._buf:
             self._tails[self._kind] = bytes(self._buf)
@@ -233,7 +239,7 @@ class LogWriter:
     def _cut(self, final: bool = False) -> None:
         """Make an entry of the current output (keeping an incomplete character unless `final`)."""
         buf = self._buf
-        if buf:
+        if buf and self._kind is not None:  # output waits only under the kind it came as
             n = len(buf) if final else _complete_len(buf)
             if n:
                 self._emit(LogEntry(kind=self._kind, body=buf[:n].decode("utf-8", "replace")), n)
@@ -252,10 +258,12 @@ class LogWriter:
         """The head is full: it ends at a line's end when one is near, what is not written yet is held back."""
         buf = self._buf
         cut = buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1 or _complete_len(buf)
-        if cut:
+        if cut and self._kind is not None:
             self._emit(LogEntry(kind=self._kind, body=buf[:cut].decode("utf-8", "replace")), cut)
             del buf[:cut]
-        rest = [*self._tails.items(), (self._kind, bytes(buf))]  # earlier kinds' incomplete characters first
+        rest = [*self._tails.items()]  # earlier kinds' incomplete characters first
+        if self._kind is not None:
+            rest.append((self._kind, bytes(buf)))
         self._tails.clear()
         self._kind, self._buf, self._first_at = None, bytearray(), None
         cap, tail = self.max_log_bytes, self._tail_limit
@@ -267,7 +275,7 @@ class LogWriter:
             if data:
                 self._hold(kind, data)
 
-    def _hold(self, kind: str, data: bytes) -> None:
+    def _hold(self, kind: LogKind, data: bytes) -> None:
         """Held-back output: appended to the tail, whose oldest bytes go past `_tail_limit`."""
         if not data:
             return
@@ -277,17 +285,19 @@ class LogWriter:
             self.left_out_lines += data.count(b"\n", 0, cut)
             self._trimmed = True
             self._dropped_line_end = data[cut - 1] == 0x0A
-            data = memoryview(data)[cut:]
+            kept: bytes | memoryview = memoryview(data)[cut:]
+        else:
+            kept = data
         held = self._held
         pos = 0
-        if held and held[-1][0] == kind and len(held[-1][1]) < HELD_CHUNK:
-            last = held[-1][1]
-            pos = min(HELD_CHUNK - len(last), len(data))
-            last += data[:pos]
-        while pos < len(data):
-            held.append((kind, bytearray(data[pos:pos + HELD_CHUNK])))
+        last = held[-1][1] if held and held[-1][0] == kind else None
+        if isinstance(last, bytearray) and len(last) < HELD_CHUNK:
+            pos = min(HELD_CHUNK - len(last), len(kept))
+            last += kept[:pos]
+        while pos < len(kept):
+            held.append((kind, bytearray(kept[pos:pos + HELD_CHUNK])))
             pos += HELD_CHUNK
-        self._held_bytes += len(data)
+        self._held_bytes += len(kept)
         self._trim_held()
 
     def _trim_held(self) -> None:
@@ -295,7 +305,7 @@ class LogWriter:
         held = self._held
         while held and (self._held_bytes > self._tail_limit or len(held) > self._max_held):
             kind, item = held[0]
-            if kind == LogKind.status.value:  # from the left-out middle: written after the note
+            if isinstance(item, str):  # a status line from the left-out middle: written after the note
                 held.popleft()
                 if len(self._middle_status) < MIDDLE_STATUS_MAX:
                     self._middle_status.append(item)
@@ -322,7 +332,7 @@ class LogWriter:
         if self._trimmed:  # the tail starts at a character, and at a line when one starts soon
             seen: set[str] = set()
             for index, (kind, item) in enumerate(held):
-                if kind == LogKind.status.value or kind in seen:
+                if isinstance(item, str) or kind in seen:
                     continue
                 seen.add(kind)
                 skip = 0
@@ -354,7 +364,7 @@ class LogWriter:
         self._middle_status_more = 0
         while held:
             kind, item = held.popleft()
-            if kind == LogKind.status.value:
+            if isinstance(item, str):
                 self._status(item)
                 continue
             self._held_bytes -= len(item)
@@ -428,9 +438,8 @@ class LogWriter:
     def _send(self, batch: list[LogEntry]) -> bool:
         """Write a batch, retrying with backoff; False when it had to be dropped."""
         important = any(e.kind == LogKind.end for e in batch)
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
-        while True:
+
+        def write_once() -> int:
             note = self._unreported_loss
             entries = batch
             if note:
@@ -441,16 +450,24 @@ class LogWriter:
             except Exception as e:
                 self.failed_writes += 1
                 self.error = e
-                if (self._failing and not important) or time.monotonic() + delay > deadline:
-                    if not self._failing:
-                        log.warning("dropping log output of job %s: %s", self.job_id, e)
-                    self._failing = True
-                    return False
-                log.debug("writing the log of %s failed (%s); retrying in %.2fs", self.job_id, e, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            with self._cond:
-                self._unreported_loss -= note
-                self._failing = False
-            return True
+                raise
+            return note
+
+        def retrying_in(state: RetryCallState) -> None:
+            log.debug("writing the log of %s failed (%s); retrying in %.2fs", self.job_id, self.error,
+                      state.upcoming_sleep)
+
+        # while the stream is down, later batches (but the end) are tried once each until one gets through
+        retrying = backoff(self.retry_for, SEND_FIRST_WAIT, SEND_MAX_WAIT, before_sleep=retrying_in,
+                           give_up=lambda _state: self._failing and not important)
+        try:
+            note = retrying(write_once)
+        except Exception as e:
+            if not self._failing:
+                log.warning("dropping log output of job %s: %s", self.job_id, e)
+            self._failing = True
+            return False
+        with self._cond:
+            self._unreported_loss -= note
+            self._failing = False
+        return True

@@ -68,8 +68,9 @@ class MailgunMailer:
             wait=wait_retry_after(wait_exponential(multiplier=self.backoff, max=self.max_wait), cap=self.max_wait),
             retry=retry_if_exception_type(RetryLater), sleep=self._sleep, reraise=True,
             before_sleep=lambda state: log.warning(
-                "mail to %s: %s; retrying in %.1fs (attempt %d of %d)", mail.to, state.outcome.exception(),
-                state.next_action.sleep, state.attempt_number + 1, self.attempts))
+                "mail to %s: %s; retrying in %.1fs (attempt %d of %d)", mail.to,
+                state.outcome.exception() if state.outcome else None, state.next_action.sleep if state.next_action
+                else 0.0, state.attempt_number + 1, self.attempts))
         try:
             retrying(self._send_once, mail)
         except RetryLater as e:

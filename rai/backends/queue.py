@@ -37,8 +37,9 @@ class JobQueue(Protocol):
     def claim(self, queue: str, consumer: str, block: float = 5.0) -> ClaimedJob | None:
         """Take one job: first one whose worker stopped keeping it alive, else a new one (waits `block` s)."""
 
-    def keep_alive(self, job: ClaimedJob, consumer: str) -> None:
-        """Tell the queue the job is still being worked on (resets its visibility timeout)."""
+    def keep_alive(self, job: ClaimedJob, consumer: str) -> bool:
+        """Tell the queue the job is still being worked on (resets its visibility timeout); False when this
+        delivery is no longer the consumer's (acked, or delivered again after its timeout lapsed)."""
 
     def ack(self, job: ClaimedJob) -> None:
         """The job ended (whatever the outcome): remove it for good."""
@@ -52,9 +53,20 @@ class JobQueue(Protocol):
         """Names of the queues that exist."""
 
 
+# Optional capabilities: a backend has them or not; callers ask with isinstance, and mypy checks both sides.
+
+
 @runtime_checkable
 class DeadLettering(Protocol):
     """A queue that keeps a job given up after too many attempts, with its reason, for a look (SQS's
     dead-letter queue); a queue without one just acks it."""
 
     def dead_letter(self, job: ClaimedJob, reason: str) -> None: ...
+
+
+@runtime_checkable
+class FairOrdering(Protocol):
+    """A queue whose waiting jobs are taken in a fair-share order, not the order they came in."""
+
+    def fair_order(self, queue: str) -> list[str]:
+        """The ids of the jobs waiting on `queue`, in the order they would be claimed now."""

@@ -22,13 +22,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryCallState
 
 from rai.errors import ServiceUnavailable
 from rai.models import LogEntry, LogKind
+from rai.redis_keys import PREFIX, RedisKeys
+from rai.retrying import backoff
 
 log = logging.getLogger("rai.logs")
 
@@ -39,8 +42,8 @@ APPEND_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per round trip
 QUIET_EVERY = 2.0  # seconds between on_quiet calls of follow() while nothing comes
 
 _BLIPS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-APPEND_FIRST_WAIT = 0.05  # seconds before a batch is written again after a blip, doubling (tenacity) ...
-APPEND_MAX_WAIT = 1.0  # ... up to this; the bound in all is the stream's `retry_for` seconds
+BLIP_FIRST_WAIT = 0.05  # seconds before a batch is written (or a follow reads) again after a blip, doubling ...
+BLIP_MAX_WAIT = 1.0  # ... up to this; the bound in all is the stream's `retry_for` seconds
 
 # Append a batch once: KEYS = stream, seq hash; ARGV = writer, batch number, maxlen, entries...
 # A retry of a batch that already landed returns the id it got instead of writing it again.
@@ -64,28 +67,42 @@ def _unavailable(e: BaseException, what: str = "Redis does not answer") -> Servi
     return ServiceUnavailable(f"{what}: {e}", hint="check that Redis (pubsub.url) runs and is reachable")
 
 
-def _s(value) -> str:
+def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+StreamRow = tuple[bytes, dict[bytes, bytes]]  # an entry's id and fields, as a client without decode_responses reads
+
+
+def range_rows(reply: Any) -> list[StreamRow]:
+    """The entries of an XRANGE or XREVRANGE reply (`[(id, fields), ...]`; redis-py types it loosely)."""
+    return [(entry_id, fields or {}) for entry_id, fields in reply or []]
+
+
+def read_rows(reply: Any) -> list[StreamRow]:
+    """The entries of an XREAD reply on one stream (`[[stream, [(id, fields), ...]]]`, None when none came)."""
+    return range_rows(reply[0][1]) if reply else []
 
 
 class RedisLogStream:
     """LogStream on one Redis Stream per job; see the module docstring for the keys."""
 
-    def __init__(self, redis_client: redis.Redis, max_entries: int = 100_000, prefix: str = "rai:",
+    def __init__(self, redis_client: redis.Redis, max_entries: int = 100_000, prefix: str = PREFIX,
                  retry_for: float = 10.0):
         self.r = redis_client
         self.max_entries = max(1, int(max_entries))
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.retry_for = retry_for  # seconds append and follow keep retrying through a blip
         self._writer = uuid.uuid4().hex[:12]
         self._batches = itertools.count(1)
         self._append = self.r.register_script(_APPEND)
 
     def key(self, job_id: str) -> str:
-        return f"{self.prefix}log:{job_id}"
+        return self.keys.log(job_id)
 
     def seq_key(self, job_id: str) -> str:
-        return f"{self.prefix}logseq:{job_id}"
+        return self.keys.log_seq(job_id)
 
     # writing
     def append(self, job_id: str, entries: list[LogEntry]) -> str:
@@ -112,8 +129,7 @@ class RedisLogStream:
         writer = f"{self._writer}:{threading.get_ident()}"
         args = [writer, next(self._batches), self.max_entries, *payloads]
         keys = [self.key(job_id), self.seq_key(job_id)]
-        retrying = Retrying(stop=stop_after_delay(self.retry_for), retry=retry_if_exception_type(_BLIPS),
-                            wait=wait_exponential(multiplier=APPEND_FIRST_WAIT, max=APPEND_MAX_WAIT), reraise=True)
+        retrying = backoff(self.retry_for, BLIP_FIRST_WAIT, BLIP_MAX_WAIT, retry_on=_BLIPS)
         try:
             return _s(retrying(self._append, keys=keys, args=args))
         except _BLIPS as e:
@@ -151,35 +167,35 @@ class RedisLogStream:
             block_ms = max(1, int(block * 1000))
         reply = self.r.xread({self.key(job_id): after}, count=count, block=block_ms)
         out: list[tuple[str, LogEntry]] = []
-        for _stream, rows in reply or []:
-            for entry_id, fields in rows:
-                raw = fields.get(FIELD) if fields else None
-                entry_id = _s(entry_id)
-                if raw is None:
-                    continue
-                try:
-                    entry = LogEntry.from_json(raw)
-                except ValidationError:
-                    log.warning("unreadable entry %s in the log of %s", entry_id, job_id)
-                    entry = LogEntry(kind=LogKind.status, body=f"(unreadable log entry {entry_id})")
-                out.append((entry_id, entry))
+        for raw_id, fields in read_rows(reply):
+            raw = fields.get(FIELD)
+            entry_id = _s(raw_id)
+            if raw is None:
+                continue
+            try:
+                entry = LogEntry.from_json(raw)
+            except ValidationError:
+                log.warning("unreadable entry %s in the log of %s", entry_id, job_id)
+                entry = LogEntry(kind=LogKind.status, body=f"(unreadable log entry {entry_id})")
+            out.append((entry_id, entry))
         return out
+
+    def _newest(self, job_id: str) -> StreamRow | None:
+        try:
+            rows = range_rows(self.r.xrevrange(self.key(job_id), count=1))
+        except _BLIPS as e:
+            raise _unavailable(e) from e
+        return rows[0] if rows else None
 
     def last_id(self, job_id: str) -> str:
         """The id of the newest entry, "0-0" when there is none."""
-        try:
-            rows = self.r.xrevrange(self.key(job_id), count=1)
-        except _BLIPS as e:
-            raise _unavailable(e) from e
-        return _s(rows[0][0]) if rows else "0-0"
+        row = self._newest(job_id)
+        return _s(row[0]) if row else "0-0"
 
     def last_entry(self, job_id: str) -> LogEntry | None:
         """The newest entry, None when the stream is empty or gone."""
-        try:
-            rows = self.r.xrevrange(self.key(job_id), count=1)
-        except _BLIPS as e:
-            raise _unavailable(e) from e
-        return LogEntry.from_json(rows[0][1][b"e"]) if rows else None
+        row = self._newest(job_id)
+        return LogEntry.from_json(row[1][FIELD]) if row else None
 
     def follow(self, job_id: str, after: str = "0", idle: float | None = None,
                on_quiet: Callable[[], None] | None = None) -> Iterator[LogEntry]:
@@ -191,26 +207,23 @@ class RedisLogStream:
         nothing skipped), giving up with ServiceUnavailable after `retry_for` seconds without Redis."""
         last = self.last_id(job_id) if after == "$" else after
         quiet_since = time.monotonic()
-        failing_since: float | None = None
-        delay = 0.05
+
+        def without_redis(state: RetryCallState) -> None:
+            nonlocal quiet_since
+            quiet_since += state.upcoming_sleep  # time without Redis is not idle time of the job
+
         while True:
             wait = QUIET_EVERY if on_quiet is not None else 5.0
             if idle is not None:
                 wait = min(wait, idle - (time.monotonic() - quiet_since))
                 if wait <= 0:
                     return
+            retrying = backoff(self.retry_for, BLIP_FIRST_WAIT, BLIP_MAX_WAIT, retry_on=_BLIPS,
+                               before_sleep=without_redis)
             try:
-                batch = self._read(job_id, last, block=max(wait, 0.001))
+                batch = retrying(self._read, job_id, last, block=max(wait, 0.001))
             except _BLIPS as e:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.retry_for:
-                    raise _unavailable(e, f"lost the connection to Redis following job {job_id}") from e
-                time.sleep(delay)
-                quiet_since += delay  # time without Redis is not idle time of the job
-                delay = min(delay * 2, 1.0)
-                continue
-            failing_since, delay = None, 0.05
+                raise _unavailable(e, f"lost the connection to Redis following job {job_id}") from e
             if batch:
                 quiet_since = time.monotonic()
             elif on_quiet is not None:

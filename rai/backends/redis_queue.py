@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 import redis
 
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.errors import ServiceUnavailable
+from rai.redis_keys import PREFIX, RedisKeys
 
 log = logging.getLogger("rai.queue")
 
@@ -47,11 +50,16 @@ return 1
 """
 
 
-def _service(method):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Q = TypeVar("_Q")
+
+
+def _service(method: Callable[Concatenate[_Q, _P], _R]) -> Callable[Concatenate[_Q, _P], _R]:
     """Redis not answering (after the client's own retries) is a ServiceUnavailable, not a traceback."""
 
     @functools.wraps(method)
-    def call(self, *args, **kwargs):
+    def call(self: _Q, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
@@ -72,21 +80,22 @@ def _id_ms(entry_id) -> int:
 class RedisJobQueue:
     """JobQueue on Redis Streams; see the module docstring for the keys."""
 
-    def __init__(self, redis_client: redis.Redis, visibility_timeout: float = 60.0, prefix: str = "rai:"):
+    def __init__(self, redis_client: redis.Redis, visibility_timeout: float = 60.0, prefix: str = PREFIX):
         self.r = redis_client
         self.visibility_timeout = visibility_timeout
         self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self._groups: set[str] = set()  # queues whose group this instance knows exists
         self._keep_alive = self.r.register_script(_KEEP_ALIVE)
         self._release = self.r.register_script(_RELEASE)
 
     # keys
     def key(self, queue: str) -> str:
-        return f"{self.prefix}queue:{queue}"
+        return self.keys.queue(queue)
 
     @property
     def names_key(self) -> str:
-        return f"{self.prefix}queues"
+        return self.keys.queues()
 
     @property
     def _visibility_ms(self) -> int:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from rai import fairshare
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.backends.sqs_queue import BANDS, DeadLetter, SQSClaimedJob, SQSJobQueue, band_base, band_queue
+from rai.redis_keys import RedisKeys
 from rai.usage import UsageLedger, group_of
 
 WAIT_SLICE = 2  # seconds a claim long-polls band 0 before it looks at the other bands again
@@ -62,6 +63,7 @@ class FairSQSJobQueue(SQSJobQueue):
         self.r = redis_client
         self.age_weight = age_weight
         self.prefix = ledger.prefix
+        self.keys = RedisKeys(self.prefix)
 
     # --- names
     def band_queue(self, queue: str, band: int) -> str:
@@ -71,7 +73,7 @@ class FairSQSJobQueue(SQSJobQueue):
         return band_base(name) != name
 
     def _key(self, queue: str, what: str) -> str:
-        return f"{self.prefix}fair:{queue}:sqs:{what}"
+        return self.keys.fair_sqs(queue, what)
 
     def ensure_queue(self, queue: str) -> str:
         url = super().ensure_queue(queue)
@@ -99,7 +101,7 @@ class FairSQSJobQueue(SQSJobQueue):
         pipe.execute()
         return message_id
 
-    def claim(self, queue: str, consumer: str, block: float = 5.0) -> ClaimedJob | None:
+    def claim(self, queue: str, consumer: str, block: float = 5.0) -> SQSClaimedJob | None:
         deadline = time.monotonic() + max(0.0, block or 0.0)
         while True:
             for band in self._poll_order(queue):
@@ -126,7 +128,7 @@ class FairSQSJobQueue(SQSJobQueue):
                 return [band] + [b for b in order if b != band]
         return order
 
-    def _claim_band(self, queue: str, band: int, consumer: str, wait: float) -> ClaimedJob | None:
+    def _claim_band(self, queue: str, band: int, consumer: str, wait: float) -> SQSClaimedJob | None:
         name = self.band_queue(queue, band)
         got = super().claim(name, consumer, block=wait)
         if got is None:
@@ -178,7 +180,7 @@ class FairSQSJobQueue(SQSJobQueue):
     def fair_order(self, queue: str) -> list[str]:
         """The ids of the jobs waiting on `queue` (their records' `rai:waiting:<queue>`, by submission time) in
         the order claims take them: by band, then submission."""
-        raw = self.r.zrange(f"{self.prefix}waiting:{queue}", 0, -1)
+        raw = self.r.zrange(self.keys.waiting(queue), 0, -1)
         waiting_ids = [j.decode() if isinstance(j, bytes) else j for j in raw]
         if not waiting_ids:
             return []

@@ -3,28 +3,15 @@ here) pass the same tests."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 import mongomock
 import pytest
 
-from rai.backends.db import SQLiteDatabase
 from rai.backends.mongo_db import JOB_INDEXES, MongoDatabase
 from rai.config import DatabaseConfig
 from rai.errors import UserError
 from rai.models import Account, JobRecord, JobState, RankingEntry, utcnow
-
-
-@pytest.fixture(params=["sqlite", "mongodb"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = SQLiteDatabase(tmp_path / "rai.db")
-    else:
-        cfg = DatabaseConfig(provider="mongodb", name=f"rai_{secrets.token_hex(4)}")
-        database = MongoDatabase(cfg, client=mongomock.MongoClient(tz_aware=True))
-    yield database
-    database.close()
 
 
 def account(username="ada", **kw) -> Account:
