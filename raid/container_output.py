@@ -207,8 +207,8 @@ class JobUpload(io.RawIOBase):
                     m.name = f"{under}/{m.name}"
                     if m.islnk():
                         m.linkname = f"{under}/{m.linkname}"
-                    for key in ("path", "linkpath"):  # a long name's pax record would win over the new name
-                        m.pax_headers.pop(key, None)
+                    # a long name's pax record would win over the new name
+                    m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in ("path", "linkpath")}
                     self._parts.append(m.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
                     if size:
                         self._parts.append((data_at, _blocks(size)))

@@ -31,6 +31,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {status: {"model": Problem, "descrip
     (503, "a service behind the server does not answer")]}
 
 
+# long: the app's error answers and top-level routes, each a few lines, in the order a request meets them
 def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
     state = ServerState(backends or Backends(config))
 

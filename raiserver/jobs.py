@@ -49,6 +49,7 @@ def own_job(state: ServerState, account: Account, job_id: str) -> JobRecord:
     return record
 
 
+# long: the job routes (upload, submit, status, cancel, outputs) side by side, each a few lines
 def router(state: ServerState) -> APIRouter:
     api = APIRouter(prefix="/v1")
 

@@ -262,7 +262,7 @@ def test_tiny_writes_of_both_kinds_stay_bounded(logs):
     w = LogWriter(logs, JOB, max_log_bytes=64 * 1024)
     for i in range(100_000):
         w.output("stdout" if i % 2 else "stderr", b"z")
-        assert len(w._held) <= w._max_held and w.held_bytes <= 32 * 1024
+        assert len(w._tail.items) <= w._tail.max_chunks and w.held_bytes <= 32 * 1024
     w.end(done())
     entries = entries_of(logs)
     assert entries[-1].kind == LogKind.end

@@ -10,6 +10,7 @@ from collections import deque
 
 from tenacity import RetryCallState
 
+from rai.backends.held_tail import HELD_ALIGN, HeldTail
 from rai.backends.logs import LogStream
 from rai.errors import ServiceUnavailable
 from rai.models import JobEnd, LogEntry, LogKind
@@ -20,11 +21,8 @@ log = logging.getLogger("rai.logs")
 
 BATCH_MAX_ENTRIES = 256  # entries handed to the stream per append
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per append
-HELD_CHUNK = 64 * 1024  # bytes per chunk of held-back output (the tail past the head of a capped log)
-HELD_ALIGN = 4096  # the kept tail starts after the first newline in its first bytes (a whole line)
 SEND_FIRST_WAIT = 0.05  # seconds before a failed batch is written again, doubling ...
 SEND_MAX_WAIT = 2.0  # ... up to this, for `retry_for` seconds in all
-MIDDLE_STATUS_MAX = 100  # status lines from the left-out middle written after the note; more are only counted
 
 
 def _complete_len(buf: bytearray | bytes, end: int | None = None) -> int:
@@ -44,24 +42,20 @@ def _complete_len(buf: bytearray | bytes, end: int | None = None) -> int:
 class LogWriter:
     """Batches a running job's output into few, large log entries, written by a background thread.
 
-    Consecutive output of one kind is merged into an entry of up to `max_bytes` bytes, cut when the
-    kind changes, when `max_bytes` is reached (at a newline in the last half when there is one), on
-    `status`/`end`/`flush`, or `max_delay` seconds after the first unwritten byte. A multi-byte
-    UTF-8 character is never split across entries. Entries are written in the order they were made.
+    Consecutive output of one kind is merged into an entry of up to `max_bytes` bytes, cut when the kind
+    changes, when `max_bytes` is reached (at a newline in the last half when there is one), on
+    `status`/`end`/`flush`, or `max_delay` seconds after the first unwritten byte. A multi-byte UTF-8
+    character is never split across entries. Entries are written in the order they were made.
 
-    When the log stream fails, a batch is retried with backoff for `retry_for` seconds and then
-    dropped (counted in `lost_bytes`); later batches are then tried once each until one gets
-    through, and a status entry then says how much output was lost. Up to `max_pending` bytes wait
-    in memory; beyond that `output` blocks, which stalls the job's output rather than memory.
+    When the log stream fails, a batch is retried with backoff for `retry_for` seconds and then dropped
+    (counted in `lost_bytes`); later batches are then tried once each until one gets through, and a status
+    entry then says how much output was lost. Up to `max_pending` bytes wait in memory; beyond that
+    `output` blocks, which stalls the job's output rather than memory.
 
-    `max_log_bytes` (pubsub.max_log_bytes; None or 0: no cap) bounds the stdout+stderr bytes a log
-    keeps. The first half (the head) is written as it comes. Output past the head is held back in
-    memory, of which only the newest `max_log_bytes - head` bytes are kept (the tail; the oldest go,
-    counted in `left_out_bytes`), and a status entry says so. At `end`/`close` a status entry says
-    how much was left out, then the tail follows (in order, stdout and stderr apart, starting at a
-    whole line and character), then the end entry. The job itself goes on; only its log stops
-    growing. Status lines made while output is held back keep their place among it; those from the
-    left-out middle follow the note.
+    `max_log_bytes` (pubsub.max_log_bytes; None or 0: no cap) bounds the stdout+stderr bytes a log keeps: the
+    first half (the head) is written as it comes, output past it is held back (rai.backends.held_tail, a status
+    entry says so); at `end`/`close` a note says how much was left out, then the tail follows (in order,
+    stdout and stderr apart, from a whole line and character), then the end entry. The job itself goes on.
     """
 
     def __init__(self, logs: LogStream, job_id: str, max_bytes: int = 64 * 1024, max_delay: float = 0.05,
@@ -72,18 +66,9 @@ class LogWriter:
         cap = int(max_log_bytes or 0)
         self.max_log_bytes = cap if cap > 0 else None
         self._head_limit = cap // 2
-        self._tail_limit = max(1, cap - cap // 2)
-        self._max_held = max(64, self._tail_limit // 256)  # chunks: tiny alternating writes stay bounded too
+        self._tail = HeldTail(max(1, cap - cap // 2))  # what is held back past the head
         self.output_bytes = 0  # stdout+stderr bytes the job wrote
-        self.left_out_bytes = 0  # of them, left out of the middle of a capped log
-        self.left_out_lines = 0  # newlines in what was left out
         self._holding = False  # past the head: output is held back, not written
-        self._held: deque[tuple[LogKind, bytearray | str]] = deque()  # (kind, bytes) or (status, text)
-        self._held_bytes = 0
-        self._trimmed = False  # the oldest held output went since the last release: start the tail at a line
-        self._dropped_line_end = False  # the last byte left out ended a line
-        self._middle_status: list[str] = []
-        self._middle_status_more = 0
         self._reported_left_out = (0, 0)
         self.max_delay = max(0.0, max_delay)
         self.retry_for = retry_for
@@ -132,15 +117,14 @@ class LogWriter:
                         self._put(stream, data[:room])
                         data = data[room:]
                     self._start_holding()
-                self._hold(stream, data)
+                self._tail.hold(stream, data)
             self._backpressure()
 
     def status(self, text: str) -> None:
         """A status line, after all output written before it."""
         with self._cond:
             if self._holding:  # keeps its place among the held-back output
-                self._held.append((LogKind.status, text))
-                self._trim_held()
+                self._tail.status(text)
             else:
                 self._status(text)
 
@@ -192,7 +176,15 @@ class LogWriter:
     @property
     def held_bytes(self) -> int:
         """Output bytes held back in memory (at most `max_log_bytes - max_log_bytes // 2`)."""
-        return self._held_bytes
+        return self._tail.bytes
+
+    @property
+    def left_out_bytes(self) -> int:  # output bytes left out of the middle of a capped log
+        return self._tail.left_out_bytes
+
+    @property
+    def left_out_lines(self) -> int:  # newlines in what was left out
+        return self._tail.left_out_lines
 
     def __enter__(self) -> LogWriter:
         return self
@@ -266,108 +258,43 @@ class LogWriter:
             rest.append((self._kind, bytes(buf)))
         self._tails.clear()
         self._kind, self._buf, self._first_at = None, bytearray(), None
-        cap, tail = self.max_log_bytes, self._tail_limit
+        cap, tail = self.max_log_bytes, self._tail.limit
         self._status(f"log limit: the output has passed {format_size(self._head_limit)}, half of the "
                      f"{format_size(cap)} a job's log keeps; from here on it is held back, and only its last "
                      f"{format_size(tail)} will be shown, when the job ends (the job keeps running)")
         self._holding = True
         for kind, data in rest:
             if data:
-                self._hold(kind, data)
-
-    def _hold(self, kind: LogKind, data: bytes) -> None:
-        """Held-back output: appended to the tail, whose oldest bytes go past `_tail_limit`."""
-        if not data:
-            return
-        if len(data) > self._tail_limit:  # more than the whole tail at once: only its end can stay
-            cut = len(data) - self._tail_limit
-            self.left_out_bytes += cut
-            self.left_out_lines += data.count(b"\n", 0, cut)
-            self._trimmed = True
-            self._dropped_line_end = data[cut - 1] == 0x0A
-            kept: bytes | memoryview = memoryview(data)[cut:]
-        else:
-            kept = data
-        held = self._held
-        pos = 0
-        last = held[-1][1] if held and held[-1][0] == kind else None
-        if isinstance(last, bytearray) and len(last) < HELD_CHUNK:
-            pos = min(HELD_CHUNK - len(last), len(kept))
-            last += kept[:pos]
-        while pos < len(kept):
-            held.append((kind, bytearray(kept[pos:pos + HELD_CHUNK])))
-            pos += HELD_CHUNK
-        self._held_bytes += len(kept)
-        self._trim_held()
-
-    def _trim_held(self) -> None:
-        """Drop the oldest held output down to `_tail_limit` bytes (and `_max_held` chunks)."""
-        held = self._held
-        while held and (self._held_bytes > self._tail_limit or len(held) > self._max_held):
-            kind, item = held[0]
-            if isinstance(item, str):  # a status line from the left-out middle: written after the note
-                held.popleft()
-                if len(self._middle_status) < MIDDLE_STATUS_MAX:
-                    self._middle_status.append(item)
-                else:
-                    self._middle_status_more += 1
-                continue
-            excess = self._held_bytes - self._tail_limit
-            n = len(item) if len(held) > self._max_held or excess >= len(item) else excess
-            self.left_out_lines += item.count(b"\n", 0, n)
-            self._dropped_line_end = item[n - 1] == 0x0A
-            if n == len(item):
-                held.popleft()
-            else:
-                del item[:n]
-            self._held_bytes -= n
-            self.left_out_bytes += n
-            self._trimmed = True
+                self._tail.hold(kind, data)
 
     def _release(self) -> None:
         """At the end: a note on what was left out, the status lines from the middle, then the tail."""
         if not self._holding:
             return
-        held = self._held
-        if self._trimmed:  # the tail starts at a character, and at a line when one starts soon
-            seen: set[str] = set()
-            for index, (kind, item) in enumerate(held):
-                if isinstance(item, str) or kind in seen:
-                    continue
-                seen.add(kind)
-                skip = 0
-                while skip < min(3, len(item)) and 0x80 <= item[skip] < 0xC0:
-                    skip += 1
-                if index == 0 and not self._dropped_line_end:
-                    skip = max(skip, item.find(b"\n", 0, HELD_ALIGN) + 1)
-                if skip:
-                    self.left_out_lines += item.count(b"\n", 0, skip)
-                    del item[:skip]
-                    self._held_bytes -= skip
-                    self.left_out_bytes += skip
-            self._trimmed = False
+        held = self._tail
+        held.start_whole()
         left = self.left_out_bytes - self._reported_left_out[0]
         lines = self.left_out_lines - self._reported_left_out[1]
         self._reported_left_out = (self.left_out_bytes, self.left_out_lines)
         if left:
             self._status(f"log limit: {format_size(left)} of output ({left} bytes, about {plural(lines, 'line')}) "
                          f"left out here, over the {format_size(self.max_log_bytes)} a job's log keeps; "
-                         f"the last {format_size(self._held_bytes)} follow")
-        elif held:
+                         f"the last {format_size(held.bytes)} follow")
+        elif held.items:
             self._status(f"log limit: the output held back since {format_size(self._head_limit)} follows; "
                          "nothing was left out")
-        for text in self._middle_status:
+        for text in held.middle_status:
             self._status(text)
-        if self._middle_status_more:
-            self._status(f"(and {plural(self._middle_status_more, 'more status line')} from the left-out part)")
-        self._middle_status.clear()
-        self._middle_status_more = 0
-        while held:
-            kind, item = held.popleft()
+        if held.middle_status_more:
+            self._status(f"(and {plural(held.middle_status_more, 'more status line')} from the left-out part)")
+        held.middle_status.clear()
+        held.middle_status_more = 0
+        while held.items:
+            kind, item = held.items.popleft()
             if isinstance(item, str):
                 self._status(item)
                 continue
-            self._held_bytes -= len(item)
+            held.bytes -= len(item)
             self._put(kind, bytes(item))
             self._backpressure()
         self._cut(final=True)
