@@ -178,6 +178,8 @@ def test_rai_server_does_what_it_does_and_no_more(acl_redis, admin):
     assert live.create_job(record, ttl=3600) is True
     assert live.create_job(record, ttl=3600) is False
     RedisJobQueue(r).enqueue(Q, record.to_json())
+    # under fair share, on a queue no raid has claimed from yet (no consumer group: rai-server may not make one)
+    FairRedisJobQueue(r, UsageLedger(r)).enqueue("rai_fresh_" + secrets.token_hex(3), record.to_json())
     r.delete(KEYS.upload(record.job_id))
     assert [n.name for n in live.serving(Q)] == ["gpu-01"]
     assert live.get_job(record.job_id).job_id == record.job_id
@@ -358,3 +360,27 @@ def test_raitui_does_what_it_does_and_no_more(acl_redis, admin, tmp_path):
         r.get("rai:nonce:AK:abcdef12")
     with denied:
         r.keys("*")
+
+
+def test_fair_share_on_sqs_keeps_its_counts_as_each_user(acl_redis, admin, moto_url):
+    """rai-server queues into a band, raid claims and re-queues, the console reads the fair order: each under
+    its own ACL user (the band bookkeeping in rai:fair:<queue>:sqs:*)."""
+    from rai.backends.sqs_fair_queue import FairSQSJobQueue
+    from rai.redis_keys import KEYS
+    from tests.fixtures.aws import broker_config
+
+    cfg = broker_config(moto_url)
+    name = cfg.queue_prefix + "amd64"
+    server, node, console = (acl_redis.client(u) for u in ("rai-server", "raid", "raitui"))
+    records = [job(n) for n in (1, 2, 3)]
+    queue = FairSQSJobQueue(cfg, UsageLedger(server), server)
+    for record in records:
+        queue.enqueue(name, record.to_json())
+    admin.zadd(KEYS.waiting(name), {r.job_id: i for i, r in enumerate(records)})
+    assert FairSQSJobQueue(cfg, UsageLedger(console), console).fair_order(name) == [r.job_id for r in records]
+    worker = FairSQSJobQueue(cfg, UsageLedger(node), node)
+    claimed = worker.claim(name, "w1", block=0)
+    assert claimed is not None
+    worker.enqueue(name, claimed.body)  # over its jobs_at_once: back to wait its turn
+    worker.ack(claimed)
+    assert worker.depth(name).waiting == 3

@@ -67,7 +67,7 @@ class FairRedisJobQueue(RedisJobQueue):
 
     @_service
     def enqueue(self, queue: str, body: str) -> str:
-        self._ensure_group(queue)
+        # no consumer group needed here: a claim makes it (rai-server, which enqueues, may not: its Redis ACL)
         group, _weight = group_of(body, self.ledger.by)
         job_id, at = _job_id_and_time(body)
         message_id = uuid.uuid4().hex
