@@ -5,7 +5,7 @@ waits, while a job's status is asked 500 times: its p50/p99 latency, and the ser
     python bench/api_logs.py [--lines 2000000] [--runs 15] [--followers 300] [--requests 500] [--pause 0.01]
 
 (a) writes the lines as raid does (LogWriter: entries of up to 64 KiB, then an end entry) into a job's
-stream, with a job record so its owner may read it. The SSE side is `rai.client.Client.follow` (signed
+stream, with a job record so its owner may read it. The SSE side is `rai.client.core.Client.follow` (signed
 requests over httpx, each event parsed as a LogEntry); the direct side XREADs the same entries in replies
 of the size the server asks for (about a MiB) and parses each the same way. The two alternate, run by
 run; the ratio is the median of each pair's (a pair sees the same load on the machine).
@@ -34,9 +34,9 @@ import psutil
 from harness import Installation
 
 from rai.backends.log_writer import LogWriter
-from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
-from rai.profile import load_profile
-from rai.signing import EMPTY_SHA256, authorization_headers
+from rai.client.profile import load_profile
+from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
+from rai.domain.signing import EMPTY_SHA256, authorization_headers
 from raiserver.logs import FIRST_COUNT, READ_BYTES, next_count
 
 CHUNK_LINES = 50_000  # lines handed to the LogWriter at once (a container's output arrives in such reads)

@@ -25,7 +25,7 @@ QUEUE = "rai_bench"
 
 
 def seed(b, waiting: int, users: int) -> None:
-    from rai.models import JobRecord, JobState, NodeHeartbeat, utcnow
+    from rai.domain.models import JobRecord, JobState, NodeHeartbeat, utcnow
 
     now = utcnow()
     b.live.beat(NodeHeartbeat(node="gpu-01", host="gpu-01", arch="amd64", version="bench", queue=QUEUE, capacity=8),

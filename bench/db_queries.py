@@ -27,7 +27,7 @@ import mongomock  # noqa: E402
 from rai.backends.db import SQLiteDatabase  # noqa: E402
 from rai.backends.mongo_db import JOB_INDEXES, MongoDatabase, _doc, bson_time  # noqa: E402
 from rai.config import DatabaseConfig  # noqa: E402
-from rai.models import Account, JobRecord, JobState, utcnow  # noqa: E402
+from rai.domain.models import Account, JobRecord, JobState, utcnow  # noqa: E402
 
 USERS = 300
 TEAMS = 100

@@ -3,7 +3,7 @@ of W worker slots; run once with scheduler.policy fifo and once with fair, in th
 redis-server.
 
 The nodes are processes that claim, keep and ack through the real queue backend (RedisJobQueue or
-FairRedisJobQueue) and charge usage as raid does (rai.usage); a job "runs" by sleeping --duration seconds,
+FairRedisJobQueue) and charge usage as raid does (rai.live.usage); a job "runs" by sleeping --duration seconds,
 so what is measured is the scheduling, not Podman. Prints per policy the p50/p95/max wait of each
 student's first job, its ratio to the fair share (ceil(N / (K*W)) job durations: the time to run one job
 of every student), Redis's peak memory and the jobs lost (must be 0); the ratio line last.
@@ -32,7 +32,7 @@ import redis  # noqa: E402
 
 from rai.backends.fair_queue import FairRedisJobQueue  # noqa: E402
 from rai.backends.redis_queue import RedisJobQueue  # noqa: E402
-from rai.usage import UsageLedger, group_of  # noqa: E402
+from rai.live.usage import UsageLedger, group_of  # noqa: E402
 
 QUEUE = "rai_bench"
 

@@ -110,10 +110,10 @@ class Installation:
                 time.sleep(0.05)
 
     def client(self):
-        """A `rai.client.Client` as a student has it: the server's URL and the profile, nothing else."""
-        from rai.client import Client
+        """A `rai.client.core.Client` as a student has it: the server's URL and the profile, nothing else."""
+        from rai.client.core import Client
+        from rai.client.profile import load_profile
         from rai.config import Config
-        from rai.profile import load_profile
 
         return Client(Config.model_validate({"server": {"url": self.server_url}}), load_profile(self.profile))
 

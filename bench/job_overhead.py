@@ -12,7 +12,7 @@ import time
 
 from harness import IMAGE, Installation
 
-from rai.models import LogKind
+from rai.domain.models import LogKind
 
 
 def podman_baseline(jobs: int) -> float:

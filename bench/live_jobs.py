@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness import free_port  # noqa: E402
 
-from rai.live import LiveBoard  # noqa: E402
-from rai.models import JobRecord, JobState, utcnow  # noqa: E402
-from rai.redis_server import connect  # noqa: E402
+from rai.domain.models import JobRecord, JobState, utcnow  # noqa: E402
+from rai.live.board import LiveBoard  # noqa: E402
+from rai.live.redis_server import connect  # noqa: E402
 
 
 def fill(live: LiveBoard, jobs: int, start: int) -> None:

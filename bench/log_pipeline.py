@@ -13,7 +13,7 @@ import time
 
 from harness import IMAGE, Installation, docker_client, ulimits
 
-from rai.models import LogKind
+from rai.domain.models import LogKind
 
 
 def direct(lines: int) -> float:

@@ -27,8 +27,8 @@ from bench.harness import free_port  # noqa: E402
 from rai.backends.log_writer import LogWriter  # noqa: E402
 from rai.backends.redis_logs import RedisLogStream  # noqa: E402
 from rai.backends.redis_queue import RedisJobQueue  # noqa: E402
-from rai.live import LiveBoard  # noqa: E402
-from rai.models import JobEnd, JobRecord, JobState, utcnow  # noqa: E402
+from rai.domain.models import JobEnd, JobRecord, JobState, utcnow  # noqa: E402
+from rai.live.board import LiveBoard  # noqa: E402
 
 
 def used(r: redis.Redis) -> int:

@@ -8,9 +8,9 @@ files of 10 MB (32-bit samples whose upper bytes vary little: about 1.5x), 100 M
 rai_build.yml. Then, each run (after one untimed pass of the baseline, so every file is in the page cache):
 
   baseline  `tar -cf - DIR | zstd -3 -T0 > /dev/null` (needs the zstd program: `apt-get install zstd`)
-  pack      rai.packing.PackStream read into a null sink, in this process: packing alone, as submit packs
+  pack      rai.client.packing.PackStream read into a null sink, in this process: packing alone, as submit packs
             (zstd level 2: the first line says how much larger its archive is than the baseline's)
-  client    rai.client.Client.submit in this process: packing streamed into the upload, then the job
+  client    rai.client.core.Client.submit in this process: packing streamed into the upload, then the job
             request (no interpreter start, no imports)
   submit    `python -m rai submit --no-follow -p DIR` as a student runs it: a fresh interpreter, its
             imports, whoami, the streamed upload, the job request
@@ -80,7 +80,7 @@ def baseline_size(project: Path) -> int:
 
 
 def pack(project: Path) -> tuple[float, int]:
-    from rai.packing import PackStream
+    from rai.client.packing import PackStream
 
     t0 = time.perf_counter()
     with PackStream(project) as stream:

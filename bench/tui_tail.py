@@ -42,7 +42,7 @@ def flood(url: str, job_id: str, rate: int, seconds: float, first: int, report) 
     import redis
 
     from rai.backends.redis_logs import RedisLogStream
-    from rai.models import LogEntry, LogKind
+    from rai.domain.models import LogEntry, LogKind
 
     logs = RedisLogStream(redis.Redis.from_url(url), max_entries=1_000_000)
     per_entry = max(1, rate // 50)
@@ -180,7 +180,7 @@ def main() -> None:
         os.environ["RAI_DATA_DIR"] = tmp
         from rai.backends import Backends
         from rai.config import Config
-        from rai.models import JobRecord, JobState, LogEntry, LogKind, utcnow
+        from rai.domain.models import JobRecord, JobState, LogEntry, LogKind, utcnow
         from raitui.app import RaiConsole
         from raitui.daemon_control import LocalDaemon
         from raitui.data import ConsoleData

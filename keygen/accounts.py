@@ -10,8 +10,8 @@ import secrets
 
 from rai.backends.auth import Accounts
 from rai.backends.mail import address_problem
+from rai.domain.models import Account, Role, utcnow
 from rai.errors import NotFound, UserError
-from rai.models import Account, Role, utcnow
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

@@ -19,10 +19,10 @@ from keygen.mailing import CredentialsRun, SendOutcome
 from keygen.roster import ImportReport, import_roster, read_roster
 from rai.backends import Backends
 from rai.cli_support import run_cli
+from rai.client.profile import Profile, write_profile
 from rai.config import load_config
+from rai.domain.models import Account
 from rai.errors import UserError
-from rai.models import Account
-from rai.profile import Profile, write_profile
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -14,10 +14,10 @@ from string import Template
 
 from rai.backends.auth import Accounts
 from rai.backends.mail import Mail, Mailer, MailError
+from rai.client.profile import Profile
 from rai.config import Config
+from rai.domain.models import Account, utcnow
 from rai.errors import UserError
-from rai.models import Account, utcnow
-from rai.profile import Profile
 
 PROFILE_NAME = ".rai_profile"
 PLACEHOLDERS = ("app", "username", "firstname", "lastname", "email", "team", "role", "affiliation",

@@ -16,8 +16,8 @@ from pathlib import Path
 from keygen.accounts import check_email, check_role, check_username, create_account, normalize_username
 from keygen.mailing import CredentialsRun
 from rai.backends.auth import Accounts
+from rai.domain.models import Account
 from rai.errors import UserError
-from rai.models import Account
 
 COLUMNS = ("lastname", "firstname", "username", "email", "role", "affiliation", "team")
 REQUIRED = ("lastname", "firstname", "username", "email")

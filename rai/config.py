@@ -16,9 +16,9 @@ import yaml
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rai.domain.projects import ProjectConfig
+from rai.domain.spec import fields_at, format_loc, unknown_name
 from rai.errors import UserError
-from rai.projects import ProjectConfig
-from rai.spec import fields_at, format_loc, unknown_name
 from rai.units import parse_duration, parse_size
 
 DEFAULT_CONFIG = "~/.rai_config.yml"
@@ -242,7 +242,7 @@ class UserQuota(Section):
 
 
 class SchedulerConfig(Section):
-    """Which waiting job a node takes next (rai/fairshare.py has the arithmetic)."""
+    """Which waiting job a node takes next (rai/domain/fairshare.py has the arithmetic)."""
 
     policy: Literal["fair", "fifo"] = "fair"  # fair: the least recent usage first; fifo: submission order
     half_life: float = 3600.0  # seconds after which a job's usage counts half
@@ -301,8 +301,8 @@ class Config(BaseModel):
     raid: RaidConfig = Field(default_factory=RaidConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     roles: dict[str, RoleLimits] = Field(default_factory=default_roles)
-    projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/projects.py)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # fair share or fifo (rai/fairshare.py)
+    projects: dict[str, ProjectConfig] = Field(default_factory=dict)  # ranked submissions (rai/domain/projects.py)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # fair share or fifo (rai/domain/fairshare.py)
     source: str | None = None  # the file this was read from, None for embedded defaults
 
     def app_secret(self) -> str | None:

@@ -22,15 +22,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from rai.accounting import GROUPS, total, usage
-from rai.accounting import write_csv as write_usage_csv
 from rai.backends import Backends
 from rai.cli_support import run_cli
 from rai.config import load_config
+from rai.domain.accounting import GROUPS, total, usage
+from rai.domain.accounting import write_csv as write_usage_csv
+from rai.domain.leaderboard import label_secret, load_board, team_label, team_members, write_csv
+from rai.domain.models import utcnow
+from rai.domain.projects import ranked_kinds
 from rai.errors import UserError
-from rai.leaderboard import label_secret, load_board, team_label, team_members, write_csv
-from rai.models import utcnow
-from rai.projects import ranked_kinds
 from rai.units import parse_duration
 
 out = Console(highlight=False, soft_wrap=True)

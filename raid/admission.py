@@ -4,8 +4,8 @@ refused when no node on its queue has), and one of its user's jobs_at_once slots
 from __future__ import annotations
 
 from rai.config import Config
-from rai.live import LiveBoard
-from rai.models import Account
+from rai.domain.models import Account
+from rai.live.board import LiveBoard
 from rai.units import plural
 from raid.lease import JobLease
 from raid.outcome import Outcome, Waits, refused

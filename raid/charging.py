@@ -7,9 +7,9 @@ import logging
 
 from rai.backends import Backends
 from rai.backends.queue import ClaimedJob
-from rai.models import JobRequest
-from rai.quotas import QuotaBook
-from rai.usage import group_of
+from rai.domain.models import JobRequest
+from rai.live.quotas import QuotaBook
+from rai.live.usage import group_of
 
 log = logging.getLogger("raid.job")
 

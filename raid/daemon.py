@@ -14,8 +14,8 @@ import time
 
 from rai import __version__
 from rai.backends import Backends
-from rai.models import utcnow
-from rai.public_projects import publish_projects
+from rai.domain.models import utcnow
+from rai.live.published_projects import publish_projects
 from rai.units import format_size
 from raid.executor import Executor
 from raid.gpus import gpu_stats

@@ -33,8 +33,8 @@ import docker.types
 import requests
 
 from rai.config import DockerConfig
+from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
-from rai.models import JobState
 from raid.build_copy import copy_build
 from raid.cgroups import pids_cgroup, pids_refused
 from raid.container_output import JobUpload, OutputDemux

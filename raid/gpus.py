@@ -11,7 +11,7 @@ import logging
 import shutil
 import subprocess
 
-from rai.models import GPUStat
+from rai.domain.models import GPUStat
 
 log = logging.getLogger("raid.gpus")
 

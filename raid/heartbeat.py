@@ -18,8 +18,8 @@ import psutil
 from rai import __version__
 from rai.backends.queue import JobQueue
 from rai.config import machine_arch
-from rai.live import LiveBoard
-from rai.models import NodeHeartbeat
+from rai.domain.models import NodeHeartbeat
+from rai.live.board import LiveBoard
 from raid.gpus import gpu_stats
 
 log = logging.getLogger("raid.heartbeat")

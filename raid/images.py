@@ -25,8 +25,8 @@ from typing import Protocol
 import docker
 import docker.errors
 
+from rai.domain.image_policy import image_allowed
 from rai.errors import UserError
-from rai.image_policy import image_allowed
 from rai.units import format_size
 from raid.job_script import duration_text, short
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rai.backends.queue import ClaimedJob
-from rai.models import JobRecord, JobRequest, JobState, utcnow
-from rai.projects import RankedKind
+from rai.domain.models import JobRecord, JobRequest, JobState, utcnow
+from rai.domain.projects import RankedKind
 from raid.outcome import Ended, HandedBack, Outcome, Waits
 
 

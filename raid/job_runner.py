@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from rai.backends import Backends
 from rai.backends.log_writer import LogWriter
 from rai.backends.queue import ClaimedJob, DeadLettering
-from rai.image_policy import allowed_patterns
-from rai.models import Account, JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind
-from rai.signing import verify
-from rai.spec import JobSpec, parse_spec
+from rai.domain.image_policy import allowed_patterns
+from rai.domain.models import Account, JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind
+from rai.domain.signing import verify
+from rai.domain.spec import JobSpec, parse_spec
 from rai.units import format_duration, format_size
 from raid.admission import gpu_shortfall, take_jobs_at_once_slot
 from raid.charging import charge_usage

@@ -22,7 +22,7 @@ import shlex
 import signal
 import time
 
-from rai.models import JobState
+from rai.domain.models import JobState
 
 log = logging.getLogger(__name__)
 

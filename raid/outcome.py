@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from rai.domain.models import JobEnd, JobState
 from rai.errors import ServiceUnavailable, UserError
-from rai.models import JobEnd, JobState
 from raid.verify import Refused
 
 log = logging.getLogger("raid.job")

@@ -21,15 +21,15 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from rai.backends.db import Database
+from rai.domain.models import JobRecord, JobRequest, JobState, RankingEntry
+from rai.domain.projects import ProjectConfig, RankedKind, as_number, lookup
+from rai.domain.public_projects import PublicProjects
 from rai.errors import UserError
-from rai.models import JobRecord, JobRequest, JobState, RankingEntry
-from rai.projects import ProjectConfig, RankedKind, as_number, lookup
-from rai.public_projects import PublicProjects
 from raid.verify import Refused
 
 if TYPE_CHECKING:
-    from rai.projects import CheckConfig
-    from rai.spec import JobSpec
+    from rai.domain.projects import CheckConfig
+    from rai.domain.spec import JobSpec
     from raid.executor import Executor, OutputSink, RunSpec
 
 log = logging.getLogger("raid.ranking")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from rai.backends.auth import Accounts, authenticate
 from rai.config import Config, DockerConfig, RoleLimits
+from rai.domain.image_policy import image_refusal
+from rai.domain.models import Account, JobRequest, utcnow
+from rai.domain.spec import JobSpec
 from rai.errors import AuthError
-from rai.image_policy import image_refusal
-from rai.models import Account, JobRequest, utcnow
-from rai.spec import JobSpec
 
 
 class Refused(Exception):

@@ -8,12 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rai.archive import file_sha256, tar_to_zstd, unpack_checked
-from rai.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
-from rai.backends.store import ObjectStore, output_key
+from rai.backends.store import ObjectStore
 from rai.config import Config, DockerConfig
+from rai.domain.archive import file_sha256, tar_to_zstd, unpack_checked
+from rai.domain.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
+from rai.domain.models import JobRequest, JobState
+from rai.domain.object_keys import output_key
 from rai.errors import NotFound
-from rai.models import JobRequest, JobState
 from raid.outcome import Ended, ended, refused
 
 log = logging.getLogger("raid.job")

@@ -42,7 +42,7 @@ def create_app(config: Config, backends: Backends | None = None) -> FastAPI:
 
     app = FastAPI(title="rai-server", version=__version__, lifespan=lifespan, responses=PROBLEMS,
                   description="The API the `rai` client talks to. Every /v1 request is signed with the user's "
-                              "secret key (see rai/signing.py).")
+                              "secret key (see rai/domain/signing.py).")
     app.state.rai = state
 
     @app.exception_handler(Refusal)

@@ -1,4 +1,4 @@
-"""Who sent a request: the signature of `rai.signing`, a fresh timestamp, a nonce never seen before, a
+"""Who sent a request: the signature of `rai.domain.signing`, a fresh timestamp, a nonce never seen before, a
 known and unrevoked key. Every refusal is a 401 that says why, the same for every endpoint."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from rai.backends import Backends
-from rai.models import Account
-from rai.redis_keys import KEYS
-from rai.signing import CONTENT_HEADER, UNSIGNED_PAYLOAD, parse_authorization, verify_request_signature
+from rai.domain.models import Account
+from rai.domain.signing import CONTENT_HEADER, UNSIGNED_PAYLOAD, parse_authorization, verify_request_signature
+from rai.live.redis_keys import KEYS
 from raiserver.problems import Refusal
 
 

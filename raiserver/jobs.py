@@ -18,14 +18,14 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from rai.backends.auth import authenticate
-from rai.backends.store import upload_key
+from rai.domain.image_policy import image_refusal
+from rai.domain.models import Account, CancelRequest, JobRecord, JobRequest, JobState
+from rai.domain.object_keys import upload_key
+from rai.domain.signing import verify
+from rai.domain.spec import parse_spec
 from rai.errors import AuthError, NotFound, UserError
-from rai.image_policy import image_refusal
-from rai.models import Account, CancelRequest, JobRecord, JobRequest, JobState
-from rai.public_projects import published_projects
-from rai.redis_keys import KEYS
-from rai.signing import verify
-from rai.spec import parse_spec
+from rai.live.published_projects import published_projects
+from rai.live.redis_keys import KEYS
 from rai.units import format_duration, format_size, plural
 from raiserver.problems import Refusal, from_user_error, no_job
 from raiserver.state import ServerState

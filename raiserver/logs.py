@@ -22,7 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from rai.backends.redis_logs import read_rows
-from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
+from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
 from raiserver.jobs import JobId, own_job
 from raiserver.problems import Refusal
 from raiserver.state import ServerState

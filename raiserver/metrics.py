@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from rai.backends import Backends
-from rai.models import JobRecord, JobState
+from rai.domain.models import JobRecord, JobState
 
 log = logging.getLogger("raiserver.metrics")
 

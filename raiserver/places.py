@@ -1,4 +1,4 @@
-"""The server's side of a waiting job's place (the rule itself is rai/places.py): each queue's order is
+"""The server's side of a waiting job's place (the rule itself is rai/live/places.py): each queue's order is
 kept for a second, so many followers asking at once cost one look at Redis."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 from typing import Literal
 
 from rai.backends import Backends
-from rai.places import Place, QueueOrder, place_in, read_order
+from rai.live.places import Place, QueueOrder, place_in, read_order
 from raiserver.wire import Waiting
 
 FRESH = 1.0  # seconds a queue's order is reused

@@ -1,5 +1,5 @@
 """What a user may read beyond their jobs: who they are, the ranked projects, the leaderboard (other
-teams anonymised), their history, their team's submissions (`rai.answers`)."""
+teams anonymised), their history, their team's submissions (`rai.domain.answers`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from rai.answers import MAX_LIMIT, Answers, History, Leaderboard, Submitted
+from rai.domain.answers import MAX_LIMIT, Answers, History, Leaderboard, Submitted
 from rai.errors import UserError
-from rai.public_projects import published_projects
+from rai.live.published_projects import published_projects
 from raiserver.problems import from_user_error
 from raiserver.state import ServerState
 from raiserver.wire import Whoami

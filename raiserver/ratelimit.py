@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from rai.redis_keys import KEYS
+from rai.live.redis_keys import KEYS
 
 WINDOW = 60.0
 

@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 
 from rai.backends import Backends
-from rai.quotas import QuotaBook
+from rai.live.quotas import QuotaBook
 from raiserver.auth import Authenticator
 from raiserver.metrics import Metrics
 from raiserver.places import PlaceBoard
@@ -27,7 +27,7 @@ class ServerState:
         self.b = backends
         self.auth = Authenticator(self.b, config.server.request_window)
         self.rate = SubmitRate(self.b.redis)
-        self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/quotas.py)
+        self.quotas = QuotaBook(self.b.redis)  # jobs an hour, GPU-hours a day (rai/live/quotas.py)
         self.places = PlaceBoard(self.b)  # waiting jobs' places (fair share or fifo) and ETAs
         self.metrics = Metrics(self.b, config.server.metrics_token)
         self.spool = tempfile.mkdtemp(prefix="rai-server-")  # uploads on their way to the store

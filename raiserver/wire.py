@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from rai.models import JobRecord
-from rai.public_projects import PublicProjects
+from rai.domain.models import JobRecord
+from rai.domain.public_projects import PublicProjects
 
 
 class Body(BaseModel):

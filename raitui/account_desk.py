@@ -12,7 +12,7 @@ from typing import Any
 from keygen import accounts as lifecycle
 from keygen.mailing import CredentialsRun
 from keygen.roster import ImportReport, RowOutcome, import_roster, read_roster
-from rai.models import Account
+from rai.domain.models import Account
 
 
 class AccountDesk:

@@ -24,7 +24,7 @@ from textual.worker import get_current_worker
 from rai import __version__
 from rai.cli_support import run_cli
 from rai.config import load_config
-from rai.models import JobRecord
+from rai.domain.models import JobRecord
 from raitui.commands import ConsoleCommands
 from raitui.components.confirm import ConfirmScreen
 from raitui.components.goto import GotoScreen

@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from rai.config import Config, data_dir
-from rai.models import utcnow
+from rai.domain.models import utcnow
 
 
 class DaemonState(str, Enum):

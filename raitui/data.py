@@ -16,13 +16,13 @@ from typing import Any
 
 from rai.backends import Backends
 from rai.backends.queue import QueueDepth
-from rai.leaderboard import Board, label_secret, load_board, team_members
-from rai.live import NodeView
-from rai.models import Account, CancelRequest, JobRecord, JobState, LogEntry, Role, utcnow
-from rai.places import Place, place_in, read_order
-from rai.projects import RankedKind
-from rai.quotas import QuotaBook
-from rai.signing import sign
+from rai.domain.leaderboard import Board, label_secret, load_board, team_members
+from rai.domain.models import Account, CancelRequest, JobRecord, JobState, LogEntry, Role, utcnow
+from rai.domain.projects import RankedKind
+from rai.domain.signing import sign
+from rai.live.board import NodeView
+from rai.live.places import Place, place_in, read_order
+from rai.live.quotas import QuotaBook
 from raitui.account_desk import AccountDesk
 from raitui.user_usage import USAGE_WINDOW, UserUsage, quota_words, user_usage
 

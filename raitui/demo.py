@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from rai.backends import Backends
 from rai.backends.queue import QueueDepth
-from rai.models import (
+from rai.domain.models import (
     Account,
     GPUStat,
     JobEnd,
@@ -174,7 +174,7 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
 
 def _count_quota(b: Backends, record: JobRecord) -> None:
     """What rai-server and raid count against the quotas, at the wall clock (the quotas' own)."""
-    from rai.quotas import QuotaBook
+    from rai.live.quotas import QuotaBook
 
     book = QuotaBook(b.redis)
     book.count_submission(record.username, record.job_id)

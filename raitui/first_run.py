@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from rai.backends import Backends
-from rai.profile import Profile, profile_path, write_profile
+from rai.client.profile import Profile, profile_path, write_profile
 
 
 def local_username() -> str:

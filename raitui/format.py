@@ -6,7 +6,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from rai.models import JobState
+from rai.domain.models import JobState
 from rai.units import format_duration, format_size
 
 # Rich styles cannot use Textual's theme variables: these are the theme's usual colours.

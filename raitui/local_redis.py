@@ -1,6 +1,6 @@
 """Whether the console leaves Redis running when it quits.
 
-`rai.redis_server.connect` starts a local `redis-server` (daemonized, so no child of anybody) when the
+`rai.live.redis_server.connect` starts a local `redis-server` (daemonized, so no child of anybody) when the
 URL is on this machine and nothing answers there. The console asks at its start, before anything of
 it connects, whether Redis answers (`RedisAtStart.probe`: a short-timeout client that starts nothing).
 When it did not and it answers when the console quits, the console (its own connect, or the raid or
@@ -19,8 +19,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rai import redis_server
 from rai.config import Config
+from rai.live import redis_server
 
 PROBE_TIMEOUT = 0.5  # seconds: a local Redis answers in well under a millisecond
 
@@ -51,7 +51,7 @@ def answers(url: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     A URL without credentials is tried with the password rai keeps for a local port, when there is one."""
     candidates = [url]
     parts = urlsplit(url)
-    local_password = getattr(redis_server, "local_password", None)  # rai/redis_server.py may not have it yet
+    local_password = getattr(redis_server, "local_password", None)  # rai/live/redis_server.py may not have it yet
     if local_password is not None and not (parts.username or parts.password):
         try:
             password = local_password(port)

@@ -1,4 +1,4 @@
-"""What the Users view counts per user from the job records: fair-share usage (rai.fairshare's decay and
+"""What the Users view counts per user from the job records: fair-share usage (rai.domain.fairshare's decay and
 job weights, the scheduler's half-life), plain job-hours, jobs, what runs and waits now, and quota left."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rai import fairshare
-from rai.models import JobRecord, JobState
+from rai.domain import fairshare
+from rai.domain.models import JobRecord, JobState
 
 HOUR = 3600.0
 USAGE_WINDOW = 86400.0  # seconds of job records the Users view counts
@@ -30,7 +30,7 @@ class UserUsage:
 def ran_hours(record: JobRecord, now: datetime, half_life: float,
               window: float = USAGE_WINDOW) -> float:
     """Hours the job ran within the last `window` seconds, decayed as the scheduler decays usage
-    (rai.fairshare.decayed_span); `half_life` inf: plain hours."""
+    (rai.domain.fairshare.decayed_span); `half_life` inf: plain hours."""
     if record.started_at is None:
         return 0.0
     end = (record.finished_at or now) if record.state.finished else now

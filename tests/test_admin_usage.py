@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from rai.backends.db import SQLiteDatabase
-from rai.models import JobRecord, JobState, utcnow
+from rai.domain.models import JobRecord, JobState, utcnow
 from raid.admin_cli import cli, usage_cmd
 
 

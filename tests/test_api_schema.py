@@ -29,9 +29,8 @@ from schemathesis.checks import positive_data_acceptance
 
 from keygen.accounts import create_account
 from rai.backends import Backends
-from rai.backends.store import upload_key
 from rai.config import Config
-from rai.models import (
+from rai.domain.models import (
     Account,
     CancelRequest,
     JobEnd,
@@ -43,8 +42,9 @@ from rai.models import (
     new_job_id,
     utcnow,
 )
-from rai.redis_keys import KEYS
-from rai.signing import UNSIGNED_PAYLOAD, authorization_headers, sign
+from rai.domain.object_keys import upload_key
+from rai.domain.signing import UNSIGNED_PAYLOAD, authorization_headers, sign
+from rai.live.redis_keys import KEYS
 from raiserver.jobs import JOB_ID
 from tests.fixtures.server import ServerThread
 
@@ -55,7 +55,7 @@ schemathesis.serializer.alias("application/zstd", "application/octet-stream")  #
 
 
 class Signed(requests.auth.AuthBase):
-    """Signs a prepared request as rai/api.py does: method, decoded path, query pairs, sha256 of the body."""
+    """Signs a prepared request as rai/client/api.py does: method, decoded path, query pairs, sha256 of the body."""
 
     def __init__(self, account: Account):
         self.account = account

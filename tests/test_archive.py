@@ -8,9 +8,9 @@ import tarfile
 import pytest
 import zstandard
 
-from rai.archive import file_sha256, unpack
+from rai.client.packing import pack_directory
+from rai.domain.archive import file_sha256, unpack
 from rai.errors import UserError
-from rai.packing import pack_directory
 
 
 def names(archive):
@@ -140,7 +140,7 @@ def test_the_profile_is_left_out_by_its_inode_however_it_is_reached(tmp_path):
 
 
 def test_a_stream_says_there_is_nothing_to_upload_before_its_first_byte(tmp_path):
-    from rai.packing import PackStream
+    from rai.client.packing import PackStream
 
     proj = tmp_path / "proj"
     (proj / "a" / "b").mkdir(parents=True)  # folders only
@@ -158,7 +158,7 @@ def test_a_stream_says_there_is_nothing_to_upload_before_its_first_byte(tmp_path
 def test_a_stream_is_the_archive_pack_directory_writes_and_stops_when_closed(tmp_path):
     import hashlib
 
-    from rai.packing import PackStream
+    from rai.client.packing import PackStream
 
     proj = tricky_project(tmp_path)
     with PackStream(proj) as stream:

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
-from rai.aws_admin import cli, iam_policies
+from rai.admin.aws_cli import cli, iam_policies
 from rai.backends.s3_store import S3Store
 from rai.backends.sqs_queue import SQSJobQueue
 from rai.config import Config

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from rai import cli_ranking
-from rai.answers import History, HistoryRow, Submitted, SubmittedKind, SubmittedRow
+from rai.client import cli_ranking
+from rai.domain.answers import History, HistoryRow, Submitted, SubmittedKind, SubmittedRow
 
 LONG_USER = "a-student-with-a-remarkably-long-username-that-no-terminal-column-would-hold"
 OTHER_USER = "another-student-whose-name-is-also-far-too-long-for-eighty-columns-of-text"

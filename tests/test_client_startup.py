@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rai import profile as profile_module
+from rai.client import profile as profile_module
 from rai.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Top-level packages (and the client's own heavy modules) that must not load for the light commands.
 HEAVY = ("boto3", "botocore", "docker", "textual", "redis", "zstandard", "httpx", "httpcore", "h11", "anyio",
          "certifi", "cryptography", "rich", "pydantic", "pydantic_core", "platformdirs", "ssl", "raid", "raiserver",
-         "keygen", "raitui", "rai.client", "rai.api", "rai.config", "rai.models", "rai.spec", "rai.projects",
-         "rai.archive", "rai.packing", "rai.answers", "rai.backends", "rai.signing")
+         "keygen", "raitui", "rai.client.core", "rai.client.api", "rai.config", "rai.domain.models", "rai.domain.spec",
+         "rai.domain.projects", "rai.domain.archive", "rai.client.packing", "rai.domain.answers", "rai.backends",
+         "rai.domain.signing")
 
 PROFILE = """\
 profile:
@@ -38,7 +39,7 @@ profile:
 # How each entry point starts the client: `python -m rai`, and what pip's `rai` console script does.
 ENTRIES = {
     "python -m rai": ["-m", "rai"],
-    "console script": ["-c", "import sys; from rai.cli import main; sys.argv[0] = 'rai'; sys.exit(main())"],
+    "console script": ["-c", "import sys; from rai.client.cli import main; sys.argv[0] = 'rai'; sys.exit(main())"],
 }
 
 
@@ -71,7 +72,7 @@ def profile_file(tmp_path: Path) -> Path:
 def test_light_commands_load_nothing_heavy(entry, command, profile_file, tmp_path):
     r, modules = imported([*ENTRIES[entry], "--profile", str(profile_file), *command], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "click" in modules and "rai.cli" in modules  # the report was read
+    assert "click" in modules and "rai.client.cli" in modules  # the report was read
     assert heavy_in(modules) == []
     if command == ["whoami"]:
         assert r.stdout == "ada <ada@example.edu> team=t1 role=student\n"
@@ -96,7 +97,7 @@ def test_a_command_that_asks_the_server_loads_the_client(profile_file, tmp_path)
     r, modules = imported(["-m", "rai", "--config", str(config), "--profile", str(profile_file), "status",
                            "20990101000000-000000000000"], tmp_path)
     assert r.returncode == 3 and "cannot reach the rai server" in r.stderr, r.stderr[-2000:]
-    assert {"httpx", "pydantic", "rai.client", "rai.config", "rai.models"} <= modules
+    assert {"httpx", "pydantic", "rai.client.core", "rai.config", "rai.domain.models"} <= modules
     # ... but not what httpx's own command line needs (rich's progress bars, pygments), nor the daemon's and
     # the console's libraries
     assert not {"pygments", "rich.progress", "rich.syntax", "boto3", "docker", "textual"} & modules
@@ -144,9 +145,9 @@ def test_the_light_fields_are_the_models():
 
 
 def test_the_profile_model_is_one_class_and_pickles(tmp_path):
-    from rai.profile import Profile
+    from rai.client.profile import Profile
 
-    assert Profile is profile_module.Profile and Profile.__module__ == "rai.profile"
+    assert Profile is profile_module.Profile and Profile.__module__ == "rai.client.profile"
     p = Profile(username="ada", access_key="a", secret_key="s", team="t1")
     assert pickle.loads(pickle.dumps(p)) == p
     written = profile_module.write_profile(p, tmp_path / "p")

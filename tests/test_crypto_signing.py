@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from rai import crypto
+from rai.domain.models import JobRequest
+from rai.domain.signing import sign, verify
 from rai.errors import UserError
-from rai.models import JobRequest
-from rai.signing import sign, verify
 
 
 def test_encrypt_round_trips_any_length_and_differs_each_time():
@@ -30,12 +30,12 @@ def test_wrong_secret_or_tampering_is_refused():
 
 
 def test_rai_crypto_command_line_round_trip():
-    enc = subprocess.run([sys.executable, "-m", "rai.crypto_cli", "encrypt", "-s", "k", "pw"],
+    enc = subprocess.run([sys.executable, "-m", "rai.admin.crypto_cli", "encrypt", "-s", "k", "pw"],
                          capture_output=True, text=True, check=True).stdout.strip()
-    dec = subprocess.run([sys.executable, "-m", "rai.crypto_cli", "decrypt", "-s", "k", enc],
+    dec = subprocess.run([sys.executable, "-m", "rai.admin.crypto_cli", "decrypt", "-s", "k", enc],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert dec == "pw"
-    bad = subprocess.run([sys.executable, "-m", "rai.crypto_cli", "decrypt", "-s", "wrong", enc],
+    bad = subprocess.run([sys.executable, "-m", "rai.admin.crypto_cli", "decrypt", "-s", "wrong", enc],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "could not be decrypted" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from rai.aws_admin import iam_policies
+from rai.admin.aws_cli import iam_policies
 from rai.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent

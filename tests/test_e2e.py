@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 
-from rai.models import JobState
+from rai.domain.models import JobState
 from tests.fixtures.e2e import wait_for
 
 

@@ -24,11 +24,11 @@ from keygen.accounts import create_account, revoke
 from rai.backends import Backends
 from rai.backends.s3_store import S3Store
 from rai.backends.sqs_queue import SQSJobQueue
-from rai.client import Client
+from rai.client.core import Client
+from rai.client.profile import Profile
 from rai.config import Config
+from rai.domain.models import JobState, LogKind
 from rai.errors import AuthError
-from rai.models import JobState, LogKind
-from rai.profile import Profile
 from raid.daemon import Daemon
 from tests.fixtures.aws import AWS_TEST_ENV, broker_config, store_config, unique
 from tests.fixtures.e2e import wait_for

@@ -13,8 +13,8 @@ import docker.types
 import pytest
 
 from rai.config import DockerConfig
+from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
-from rai.models import JobState
 from raid.container_output import OutputDemux
 from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
 from raid.job_script import job_script, marker_token, token_tar

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from rai.client import Client
+from rai.client.core import Client
+from rai.client.profile import load_profile
 from rai.config import load_config
-from rai.profile import load_profile
 from tests.fixtures.aws import broker_config
 from tests.fixtures.e2e import wait_for
 

@@ -1,10 +1,10 @@
-"""rai/fairshare.py: the arithmetic the queue, the server's ETA and the console share."""
+"""rai/domain/fairshare.py: the arithmetic the queue, the server's ETA and the console share."""
 
 from __future__ import annotations
 
 import pytest
 
-from rai import fairshare
+from rai.domain import fairshare
 
 
 def test_usage_halves_every_half_life_and_charges_add_to_the_decayed_usage():
@@ -55,7 +55,7 @@ def test_a_span_of_run_time_decays_as_its_usage_would():
 
 
 def test_a_place_in_line_as_a_person_says_it():
-    from rai.places import QueueOrder, ordinal, place_in
+    from rai.live.places import QueueOrder, ordinal, place_in
 
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 102, 111)] == \
         ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "102nd", "111th"]

@@ -21,11 +21,11 @@ import redis
 import yaml
 
 from keygen.accounts import create_account
-from rai.backends.store import upload_key
+from rai.client.profile import Profile, load_profile, write_profile
 from rai.config import load_config
-from rai.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
-from rai.profile import Profile, load_profile, write_profile
-from rai.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers, sign
+from rai.domain.models import JobEnd, JobRecord, JobRequest, JobState, LogEntry, LogKind, utcnow
+from rai.domain.object_keys import upload_key
+from rai.domain.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers, sign
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 from tests.fixtures.redis import RedisServer
 from tests.fixtures.server import client_of, self_signed
@@ -156,7 +156,7 @@ def test_a_replayed_or_copied_submission_is_refused_and_the_job_runs_once(door):
     env = door
     ada = load_profile(env.profiles["ada"])
     proj = env.project(["echo ran-once"], name="replayed")
-    from rai.packing import pack_directory
+    from rai.client.packing import pack_directory
 
     archive = env.tmp / "replayed.tar.zst"
     packed = pack_directory(proj, archive)

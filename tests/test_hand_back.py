@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import signal
 
-from rai.models import JobState, LogKind
+from rai.domain.models import JobState, LogKind
 from tests.fixtures.docker import TEST_IMAGE
 from tests.fixtures.e2e import wait_for
 from tests.test_images import build_project, can_build, remove_built  # noqa: F401 - can_build is a fixture

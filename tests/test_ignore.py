@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rai.ignore import IGNORE_FILE, IgnoreRules
+from rai.domain.ignore import IGNORE_FILE, IgnoreRules
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from rai.config import Config, RoleLimits
-from rai.image_policy import image_allowed, image_refusal
+from rai.domain.image_policy import image_allowed, image_refusal
 from raid.image_prune import prune
 from raid.images import (
     BuildRequest,

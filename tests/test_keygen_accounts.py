@@ -8,10 +8,10 @@ import stat
 import pytest
 
 from keygen import accounts as lifecycle
+from rai.client.profile import load_profile
+from rai.domain.models import JobRequest
+from rai.domain.signing import sign
 from rai.errors import UserError
-from rai.models import JobRequest
-from rai.profile import load_profile
-from rai.signing import sign
 from raid.verify import Refused, verify_request
 
 ROLES = ["student", "ta", "admin"]

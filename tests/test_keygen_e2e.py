@@ -3,7 +3,7 @@ job is refused, and a student over `jobs_at_once` waits for their running job in
 
 from __future__ import annotations
 
-from rai.models import JobState
+from rai.domain.models import JobState
 from tests.fixtures.e2e import wait_for
 
 

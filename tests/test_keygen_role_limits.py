@@ -11,10 +11,10 @@ import pytest
 
 from keygen.accounts import create_account
 from rai.backends import Backends
+from rai.client.profile import Profile
 from rai.config import Config, RoleLimits
-from rai.models import Account, JobRequest, JobState, LogKind
-from rai.profile import Profile
-from rai.spec import parse_spec
+from rai.domain.models import Account, JobRequest, JobState, LogKind
+from rai.domain.spec import parse_spec
 from raid.executor import RunResult
 from raid.job_runner import JobRunner
 from raid.verify import MustWait, Refused, check_jobs_at_once, role_limits
@@ -200,7 +200,7 @@ def test_jobs_at_once_holds_across_nodes_claiming_at_the_same_moment(tmp_path, r
 
 
 def test_a_slot_held_by_a_node_that_died_frees_when_its_lease_ends(redis_client):
-    from rai.live import LiveBoard
+    from rai.live.board import LiveBoard
 
     live = LiveBoard(redis_client)
     assert live.take_slot("cy", "job-0", limit=1, lease=30) is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rai.live import LiveBoard
-from rai.models import JobRecord, JobState, utcnow
+from rai.domain.models import JobRecord, JobState, utcnow
+from rai.live.board import LiveBoard
 
 
 def record(n: int, minutes_ago: float, state: JobState = JobState.succeeded) -> JobRecord:

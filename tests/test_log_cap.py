@@ -15,8 +15,8 @@ from redis.retry import Retry
 
 from rai.backends.log_writer import HELD_ALIGN, LogWriter
 from rai.backends.redis_logs import RedisLogStream
+from rai.domain.models import JobEnd, JobState, LogKind
 from rai.errors import ServiceUnavailable
-from rai.models import JobEnd, JobState, LogKind
 from tests.fixtures.redis import start_redis
 
 JOB = "20260101000000-0123456789ab"

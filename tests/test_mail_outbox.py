@@ -14,7 +14,7 @@ from keygen.mailing import credentials_mail, load_template
 from rai.backends.mail import Mail, MailError
 from rai.backends.outbox_mail import OutboxMailer
 from rai.config import Config
-from rai.models import Account
+from rai.domain.models import Account
 
 
 def ada() -> Account:

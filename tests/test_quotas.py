@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rai.quotas import DAY, HOUR, QuotaBook
+from rai.live.quotas import DAY, HOUR, QuotaBook
 
 
 def test_a_submission_over_the_hourly_quota_is_refused_with_when_it_frees_up(rai_env):

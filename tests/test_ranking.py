@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from rai.config import Config, load_config
+from rai.domain.leaderboard import label_secret, standings, team_label, write_csv
+from rai.domain.models import RankingEntry, utcnow
+from rai.domain.projects import Condition, lookup
+from rai.domain.public_projects import PublicProjects, check_submission, missing_required_files
 from rai.errors import UserError
-from rai.leaderboard import label_secret, standings, team_label, write_csv
-from rai.models import RankingEntry, utcnow
-from rai.projects import Condition, lookup
-from rai.public_projects import PublicProjects, check_submission, missing_required_files
 from raid.ranking import OutputTap, match_patterns, read_result_file
 
 SPEC = {"rai": {"image": "img"}, "commands": {"build": ["make"]}}

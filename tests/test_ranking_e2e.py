@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from keygen.accounts import create_account
-from rai.client import Client
+from rai.client.core import Client
+from rai.client.profile import Profile, load_profile, write_profile
 from rai.config import load_config
+from rai.domain.leaderboard import team_label
+from rai.domain.models import LogEntry, LogKind
+from rai.domain.signing import authorization_headers
 from rai.errors import UserError
-from rai.leaderboard import team_label
-from rai.models import LogEntry, LogKind
-from rai.profile import Profile, load_profile, write_profile
-from rai.signing import authorization_headers
 from tests.fixtures.e2e import TEST_IMAGE, RaiEnv, wait_for
 
 APP_SECRET = "ranking-test-app-secret"
@@ -260,7 +260,7 @@ def test_missing_required_file_and_unknown_kind_are_refused_before_upload(env):
 
 def test_raid_refuses_what_a_modified_client_lets_through(env, monkeypatch):
     client = globals()["client"](env, "ada")
-    monkeypatch.setattr("rai.client.check_submission", lambda *a: (None, type("K", (), {"spec": None})()))
+    monkeypatch.setattr("rai.client.core.check_submission", lambda *a: (None, type("K", (), {"spec": None})()))
     no_report = client.submit(solver(env, "sneaky"), submission="conv/final").job_id
     with pytest.raises(UserError, match="no submission kind 'm9'"):  # the server refuses it at the door
         client.submit(solver(env, "sneaky"), submission="conv/m9")

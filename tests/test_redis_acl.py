@@ -24,12 +24,12 @@ from rai.backends.fair_queue import FairRedisJobQueue
 from rai.backends.redis_logs import RedisLogStream
 from rai.backends.redis_queue import RedisJobQueue
 from rai.config import Config
-from rai.live import LiveBoard
-from rai.models import CancelRequest, JobRecord, JobState, LogEntry, LogKind, NodeHeartbeat, utcnow
-from rai.public_projects import PUBLIC_KEY, published_projects
-from rai.quotas import QuotaBook
-from rai.redis_server import connect
-from rai.usage import UsageLedger
+from rai.domain.models import CancelRequest, JobRecord, JobState, LogEntry, LogKind, NodeHeartbeat, utcnow
+from rai.live.board import LiveBoard
+from rai.live.published_projects import PUBLIC_KEY, published_projects
+from rai.live.quotas import QuotaBook
+from rai.live.redis_server import connect
+from rai.live.usage import UsageLedger
 from tests.fixtures.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ class AclRedis:
         return f"redis://{user}:{self.passwords[user]}@127.0.0.1:{self.port}/0"
 
     def client(self, user: str) -> redis.Redis:
-        """The client the program gets: rai.redis_server.connect on its pubsub.url."""
+        """The client the program gets: rai.live.redis_server.connect on its pubsub.url."""
         return connect(self.url(user), start_local=False)
 
 
@@ -155,7 +155,7 @@ def test_no_user_and_no_password_gets_nothing(acl_redis, admin):
 
 
 def test_rai_server_does_what_it_does_and_no_more(acl_redis, admin):
-    from rai.redis_keys import KEYS
+    from rai.live.redis_keys import KEYS
     from raiserver.ratelimit import SubmitRate
 
     r = acl_redis.client("rai-server")
@@ -366,7 +366,7 @@ def test_fair_share_on_sqs_keeps_its_counts_as_each_user(acl_redis, admin, moto_
     """rai-server queues into a band, raid claims and re-queues, the console reads the fair order: each under
     its own ACL user (the band bookkeeping in rai:fair:<queue>:sqs:*)."""
     from rai.backends.sqs_fair_queue import FairSQSJobQueue
-    from rai.redis_keys import KEYS
+    from rai.live.redis_keys import KEYS
     from tests.fixtures.aws import broker_config
 
     cfg = broker_config(moto_url)

@@ -13,8 +13,8 @@ from redis.retry import Retry
 
 from rai.backends.log_writer import LogWriter
 from rai.backends.redis_logs import RedisLogStream
+from rai.domain.models import JobEnd, JobState, LogEntry, LogKind
 from rai.errors import ServiceUnavailable
-from rai.models import JobEnd, JobState, LogEntry, LogKind
 from tests.fixtures.redis import start_redis, wait_until
 
 JOB = "20260101000000-abcdef012345"

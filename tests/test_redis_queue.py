@@ -13,7 +13,7 @@ from redis.retry import Retry
 from rai.backends.redis_logs import RedisLogStream
 from rai.backends.redis_queue import GROUP, RedisJobQueue
 from rai.errors import ServiceUnavailable
-from rai.redis_server import connect
+from rai.live.redis_server import connect
 from tests.fixtures.redis import free_port, shutdown, wait_until
 
 Q = "rai_amd64"

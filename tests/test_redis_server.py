@@ -1,4 +1,4 @@
-"""rai.redis_server.connect: an answering client, a local redis-server started when none answers, clear errors."""
+"""rai.live.redis_server.connect: an answering client, a local redis-server started when none answers, clear errors."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rai import redis_server
 from rai.errors import ServiceUnavailable
-from rai.redis_server import connect, local_password
+from rai.live import redis_server
+from rai.live.redis_server import connect, local_password
 from tests.fixtures.redis import free_port, shutdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_two_processes_racing_to_start_it_share_one_server(tmp_path, monkeypatch
     env = {**os.environ, "RAI_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
     code = (
         "import json, sys\n"
-        "from rai.redis_server import connect\n"
+        "from rai.live.redis_server import connect\n"
         "r = connect(sys.argv[1])\n"
         "print(json.dumps(r.info('server')['process_id']))\n"
     )

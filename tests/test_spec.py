@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from rai.domain.spec import load_spec, load_spec_text, parse_spec
 from rai.errors import UserError
-from rai.spec import load_spec, load_spec_text, parse_spec
 
 ORIGINAL = """
 rai:

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 from rai.backends.sqs_fair_queue import FairSQSJobQueue
-from rai.usage import UsageLedger
+from rai.live.usage import UsageLedger
 from tests.fixtures.aws import broker_config
 
 

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
+from rai.client.profile import load_profile
+from rai.domain.models import JobRequest
 from rai.errors import UserError
-from rai.models import JobRequest
-from rai.profile import load_profile
 from tests.fixtures.server import client_of
 
 MiB = 1024**2

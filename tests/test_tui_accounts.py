@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from keygen.accounts import create_account
-from rai.models import Account, JobRequest
-from rai.signing import sign
+from rai.domain.models import Account, JobRequest
+from rai.domain.signing import sign
 from raid.verify import Refused, verify_request
 from raitui.components.account_form import NewAccountScreen
 from raitui.components.confirm import ConfirmScreen

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from rai.models import JobRecord, JobState, NodeHeartbeat
-from rai.signing import verify
+from rai.domain.models import JobRecord, JobState, NodeHeartbeat
+from rai.domain.signing import verify
 from raitui.components.confirm import ConfirmScreen
 from raitui.components.job_tail import JobTailScreen
 from raitui.data import OPERATOR

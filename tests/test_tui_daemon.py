@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from rai.models import JobState
+from rai.domain.models import JobState
 from raitui.daemon_control import DaemonState, LocalDaemon, config_file_for
 from tests.fixtures.tui import TuiEnv, wait_for
 
@@ -92,8 +92,8 @@ async def test_killed_raid_is_shown_crashed(tui_env, test_image):
 
 async def test_cancel_a_running_job_of_the_local_raid(tui_env, test_image, tmp_path):
     from keygen.accounts import create_account
-    from rai.client import Client
-    from rai.profile import Profile
+    from rai.client.core import Client
+    from rai.client.profile import Profile
     from raitui.components.job_tail import JobTailScreen
 
     b = tui_env.backends
@@ -137,7 +137,7 @@ async def test_raid_does_not_outlive_the_console(tui_env, test_image):
 
 
 async def test_no_second_raid_under_a_living_node_name(tui_env):
-    from rai.models import NodeHeartbeat
+    from rai.domain.models import NodeHeartbeat
 
     tui_env.backends.live.beat(NodeHeartbeat(node=tui_env.node, host="elsewhere", arch="amd64", version="0.1.0",
                                              queue=tui_env.queue, capacity=2), ttl=60)

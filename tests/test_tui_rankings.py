@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from rai.config import Config
-from rai.leaderboard import team_label
-from rai.models import RankingEntry
+from rai.domain.leaderboard import team_label
+from rai.domain.models import RankingEntry
 from raitui.components.job_tail import JobTailScreen
 from raitui.demo import NOW
 from raitui.views.rankings import RankingsView

@@ -73,7 +73,7 @@ def test_job_tail_paused_with_waiting_lines(snap_compare, demo_app, demo_env):
         await wait_for(pilot, lambda: isinstance(app.screen, JobTailScreen) and app.screen.log_view.line_count >= 40,
                        what="the log")
         await pilot.press("s")
-        from rai.models import LogEntry, LogKind
+        from rai.domain.models import LogEntry, LogKind
 
         demo_env.backends.logs.append(TAIL_JOB, [LogEntry(kind=LogKind.stdout, body="more\n" * 1234, at=NOW)])
         await wait_for(pilot, lambda: app.screen.log_view.pending == 1234, what="the waiting lines")

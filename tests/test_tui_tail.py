@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rai.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
+from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
 from raitui.components.job_tail import JobTailScreen, LineSplitter
 from raitui.components.log_view import LineKind, LineRing
 from raitui.demo import NOW

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from textual.widgets import Sparkline
 
-from rai.models import JobRecord, JobState, NodeHeartbeat, utcnow
+from rai.domain.models import JobRecord, JobState, NodeHeartbeat, utcnow
 from raitui.demo import NOW
 from raitui.views.queue import depth_buckets
 from tests.fixtures.tui import settle, wait_for

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from rai.fairshare import DEFAULT_HALF_LIFE as HALF_LIFE
-from rai.models import JobRecord, JobState
+from rai.domain.fairshare import DEFAULT_HALF_LIFE as HALF_LIFE
+from rai.domain.models import JobRecord, JobState
 from raitui.demo import NOW
 from raitui.user_usage import ran_hours, user_usage
 from raitui.views.users import UsersView
@@ -115,7 +115,7 @@ def test_users_snapshot(demo_app, snap_compare):
 @pytest.mark.anyio
 async def test_quota_left_follows_the_quota_config_and_the_submissions(demo_app, demo_env):
     from rai.config import UserQuota
-    from rai.quotas import QuotaBook
+    from rai.live.quotas import QuotaBook
 
     config = demo_env.config  # the demo counted each of its jobs as a submission of this hour
     config.roles["student"].jobs_per_hour, config.roles["student"].gpu_hours_per_day = 5, None

@@ -8,7 +8,7 @@ import socket
 import pytest
 from textual.widgets import Input
 
-from rai.models import JobRecord, JobState
+from rai.domain.models import JobRecord, JobState
 from raitui.components.goto import GotoScreen
 from raitui.components.help import HelpScreen
 from raitui.components.live_table import LiveTable
@@ -259,7 +259,7 @@ async def test_live_table_keeps_cursor_key(demo_env):
 
 
 def test_nodes_gpu_cell_shows_readings_or_the_offered_count():
-    from rai.models import GPUStat, NodeHeartbeat
+    from rai.domain.models import GPUStat, NodeHeartbeat
     from raitui.views.nodes import gpu_text
 
     base = dict(node="n", host="h", arch="amd64", version="0", queue="q", capacity=2)

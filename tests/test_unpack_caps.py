@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from rai.archive import check_archive, unpack, unpack_checked
-from rai.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
+from rai.client.packing import pack_directory
+from rai.domain.archive import check_archive, unpack, unpack_checked
+from rai.domain.archive_check import ArchiveLimits, ArchiveRefused, upload_refusal
 from rai.errors import UserError
-from rai.packing import pack_directory
 
 MiB = 1024**2
 SMALL = ArchiveLimits(max_bytes=10 * MiB, max_files=50, max_depth=8)

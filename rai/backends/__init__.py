@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # the backends themselves are imported when first used: a cli
     from rai.backends.mail import Mailer
     from rai.backends.queue import JobQueue
     from rai.backends.store import ObjectStore
-    from rai.live import LiveBoard
-    from rai.usage import UsageLedger
+    from rai.live.board import LiveBoard
+    from rai.live.usage import UsageLedger
 
 
 class Backends:
@@ -28,7 +28,7 @@ class Backends:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        from rai.redis_server import connect
+        from rai.live.redis_server import connect
 
         return connect(self.config.pubsub.url, start_local=self.config.pubsub.start_local)
 
@@ -54,8 +54,8 @@ class Backends:
 
     @cached_property
     def usage(self) -> UsageLedger:
-        """Recent usage per user or team and recent durations per queue (rai.usage), in Redis."""
-        from rai.usage import UsageLedger
+        """Recent usage per user or team and recent durations per queue (rai.live.usage), in Redis."""
+        from rai.live.usage import UsageLedger
 
         s = self.config.scheduler
         return UsageLedger(self.redis, half_life=s.half_life, by=s.by)
@@ -112,6 +112,6 @@ class Backends:
 
     @cached_property
     def live(self) -> LiveBoard:
-        from rai.live import LiveBoard
+        from rai.live.board import LiveBoard
 
         return LiveBoard(self.redis)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from rai.domain.models import Account
+from rai.domain.signing import verify
 from rai.errors import AuthError
-from rai.models import Account
-from rai.signing import verify
 
 
 class Accounts(Protocol):

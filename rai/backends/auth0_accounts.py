@@ -28,8 +28,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from rai.config import AuthConfig
 from rai.crypto import PREFIX, decrypt, encrypt
+from rai.domain.models import Account
 from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
-from rai.models import Account
 from rai.retrying import RetryLater, retry_after_seconds, wait_retry_after
 
 PER_PAGE = 100

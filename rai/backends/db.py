@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from rai.domain.models import Account, JobRecord, RankingEntry
 from rai.errors import ServiceUnavailable, UserError
-from rai.models import Account, JobRecord, RankingEntry
 
 
 class Database(Protocol):

@@ -1,5 +1,5 @@
 """The Redis job queue under fair share: waiting jobs wait per user (or team); a claim takes the head of the
-group with the lowest priority (rai.fairshare), then delivers it through the Redis Stream of
+group with the lowest priority (rai.domain.fairshare), then delivers it through the Redis Stream of
 rai.backends.redis_queue, so claim/keep-alive/ack/release/reclaim and at-least-once are unchanged.
 
 Keys (prefix `rai:`), beside the stream's:
@@ -19,11 +19,11 @@ import json
 import time
 import uuid
 
-from rai import fairshare
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.backends.redis_queue import FIELD, GROUP, RedisJobQueue, _s, _service
-from rai.redis_keys import PREFIX
-from rai.usage import UsageLedger, group_of
+from rai.domain import fairshare
+from rai.live.redis_keys import PREFIX
+from rai.live.usage import UsageLedger, group_of
 
 WAKE_KEEP = 64
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from rai.models import LogKind
+from rai.domain.models import LogKind
 
 HELD_CHUNK = 64 * 1024  # bytes per chunk of held-back output (the tail past the head of a capped log)
 HELD_ALIGN = 4096  # the kept tail starts after the first newline in its first bytes (a whole line)

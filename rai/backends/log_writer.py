@@ -12,8 +12,8 @@ from tenacity import RetryCallState
 
 from rai.backends.held_tail import HELD_ALIGN, HeldTail
 from rai.backends.logs import LogStream
+from rai.domain.models import JobEnd, LogEntry, LogKind
 from rai.errors import ServiceUnavailable
-from rai.models import JobEnd, LogEntry, LogKind
 from rai.retrying import backoff
 from rai.units import format_size, plural
 

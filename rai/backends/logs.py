@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from rai.models import LogEntry
+from rai.domain.models import LogEntry
 
 
 class LogStream(Protocol):

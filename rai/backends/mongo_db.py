@@ -22,8 +22,8 @@ import pymongo.errors
 from pymongo import ASCENDING, DESCENDING
 
 from rai.config import DatabaseConfig
+from rai.domain.models import Account, JobRecord, RankingEntry
 from rai.errors import ServiceUnavailable, UserError
-from rai.models import Account, JobRecord, RankingEntry
 
 NEWEST = [("submitted_ts", DESCENDING), ("_id", DESCENDING)]
 # name -> keys; list_jobs filters on equality fields and sorts by NEWEST, so each index is

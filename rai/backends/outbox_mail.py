@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from rai.backends.mail import Mail, MailError, check_recipient
-from rai.models import utcnow
+from rai.domain.models import utcnow
 
 
 def build_message(mail: Mail, sender: str) -> EmailMessage:

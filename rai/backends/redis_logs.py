@@ -28,9 +28,9 @@ import redis
 from pydantic import ValidationError
 from tenacity import RetryCallState
 
+from rai.domain.models import LogEntry, LogKind
 from rai.errors import ServiceUnavailable
-from rai.models import LogEntry, LogKind
-from rai.redis_keys import PREFIX, RedisKeys
+from rai.live.redis_keys import PREFIX, RedisKeys
 from rai.retrying import backoff
 
 log = logging.getLogger("rai.logs")

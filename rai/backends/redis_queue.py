@@ -24,7 +24,7 @@ import redis
 
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.errors import ServiceUnavailable
-from rai.redis_keys import PREFIX, RedisKeys
+from rai.live.redis_keys import PREFIX, RedisKeys
 
 log = logging.getLogger("rai.queue")
 

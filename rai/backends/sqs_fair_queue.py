@@ -4,7 +4,7 @@ SQS has no priorities and no way to look at a queue's waiting messages without t
 on SQS is decided when a job is queued, not when it is claimed (as on Redis, rai.backends.fair_queue):
 - a job goes to band k of its queue: band 0 is the queue itself (`rai_amd64`), band k > 0 the queue
   `rai_amd64_p<k>`; k grows with its group's *standing*: the group's jobs already waiting on the queue plus
-  its decayed usage counted in typical jobs (rai.fairshare), k = min(BANDS - 1, floor(log2(1 + standing))).
+  its decayed usage counted in typical jobs (rai.domain.fairshare), k = min(BANDS - 1, floor(log2(1 + standing))).
   A user's first job goes to band 0, their 2nd and 3rd to band 1, 4th to 7th to band 2, the rest to band 3;
   a classmate's first job goes to band 0, ahead of all of those.
 - a claim takes from the lowest band that has a job (short polls, then a long poll on band 0), so every
@@ -27,11 +27,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from rai import fairshare
 from rai.backends.queue import ClaimedJob, QueueDepth
 from rai.backends.sqs_queue import BANDS, DeadLetter, SQSClaimedJob, SQSJobQueue, band_base, band_queue
-from rai.redis_keys import RedisKeys
-from rai.usage import UsageLedger, group_of
+from rai.domain import fairshare
+from rai.live.redis_keys import RedisKeys
+from rai.live.usage import UsageLedger, group_of
 
 WAIT_SLICE = 2  # seconds a claim long-polls band 0 before it looks at the other bands again
 KEEP = 14 * 86400  # the Redis hashes expire once a queue has been idle this long

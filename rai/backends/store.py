@@ -18,14 +18,6 @@ from rai.errors import NotFound, UserError
 Progress = Callable[[int], None]  # called with the bytes just transferred
 
 
-def upload_key(username: str, job_id: str) -> str:
-    return f"uploads/{username}/{job_id}.tar.zst"
-
-
-def output_key(username: str, job_id: str) -> str:
-    return f"outputs/{username}/{job_id}.tar.zst"
-
-
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path, progress: Progress | None = None, consume: bool = False) -> None:
         """Store the file at `path` as `key`. `consume`: the caller has no more use for the file, so the store

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from rai.models import JobRecord, LogEntry, LogKind
+from rai.domain.models import JobRecord, LogEntry, LogKind
 from rai.units import format_duration
 from raitui.components.keys_bar import KeysBar
 from raitui.components.log_view import LineKind, LogView

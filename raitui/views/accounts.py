@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input
 
-from rai.models import Account
+from rai.domain.models import Account
 from raitui.account_desk import AccountDesk
 from raitui.components.account_form import NewAccountScreen
 from raitui.components.confirm import ConfirmScreen

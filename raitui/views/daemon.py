@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Log, Static
 from textual.worker import get_current_worker
 
-from rai.models import utcnow
+from rai.domain.models import utcnow
 from raitui.daemon_control import DaemonState, DaemonStatus, LocalDaemon, LocalServer, ServerStatus
 from raitui.data import describe_error
 from raitui.format import BAD, DIM, age_text

@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
-from rai import fairshare
-from rai.models import JobRecord, JobState
-from rai.places import Place
+from rai.domain import fairshare
+from rai.domain.models import JobRecord, JobState
+from rai.live.places import Place
 from raitui.components.live_table import LiveTable
 from raitui.data import ClusterSnapshot, JobFilter
 from raitui.format import DIM, duration_text, state_text, time_text
@@ -182,7 +182,7 @@ class JobsView(View):
 
 
 def _state_and_start(r: JobRecord, snapshot: ClusterSnapshot) -> tuple[Any, ...]:
-    """STATE, NODE, QUEUED, STARTED: a waiting job's place in line and ETA (rai/places.py, the rule
+    """STATE, NODE, QUEUED, STARTED: a waiting job's place in line and ETA (rai/live/places.py, the rule
     `rai status` tells the student) in the state and start cells."""
     now = snapshot.taken_at
     place: Place | None = snapshot.places.get(r.job_id) if r.state == JobState.queued else None

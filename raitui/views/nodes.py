@@ -7,8 +7,8 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from rai.live import NodeView
-from rai.models import NodeHeartbeat
+from rai.domain.models import NodeHeartbeat
+from rai.live.board import NodeView
 from raitui.components.live_table import LiveTable
 from raitui.data import ClusterSnapshot, describe_error
 from raitui.format import BAD, DIM, NODE_STATE, WARN, age_text, percent_text, size_text

@@ -17,9 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from rai.leaderboard import Board, team_label, write_csv
-from rai.models import RankingEntry
-from rai.projects import RankedKind, ranked_kinds
+from rai.domain.leaderboard import Board, team_label, write_csv
+from rai.domain.models import RankingEntry
+from rai.domain.projects import RankedKind, ranked_kinds
 from raitui.components.live_table import LiveTable
 from raitui.format import BAD, DIM, local
 from raitui.views.base import ReloadingView

@@ -9,8 +9,8 @@ from rai.backends.auth import DatabaseAccounts
 from rai.backends.auth0_accounts import RATE_LIMIT_ATTEMPTS, Auth0Accounts
 from rai.backends.db import SQLiteDatabase
 from rai.config import AuthConfig
+from rai.domain.models import Account, utcnow
 from rai.errors import AuthError, ServiceUnavailable, UserError
-from rai.models import Account, utcnow
 from tests.fixtures.auth0_fake import CLIENT_ID, CLIENT_SECRET
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from rai.backends.mongo_db import JOB_INDEXES, MongoDatabase
 from rai.config import DatabaseConfig
+from rai.domain.models import Account, JobRecord, JobState, RankingEntry, utcnow
 from rai.errors import UserError
-from rai.models import Account, JobRecord, JobState, RankingEntry, utcnow
 
 
 def account(username="ada", **kw) -> Account:

@@ -22,7 +22,7 @@ def queue(request):
     """(queue backend, queue name)."""
     if request.param == "redis-fair":
         from rai.backends.fair_queue import FairRedisJobQueue
-        from rai.usage import UsageLedger
+        from rai.live.usage import UsageLedger
 
         r = request.getfixturevalue("redis_client")
         return FairRedisJobQueue(r, UsageLedger(r), visibility_timeout=VIS), "rai_contract"
@@ -33,7 +33,7 @@ def queue(request):
     cfg = broker_config(request.getfixturevalue("moto_url"), visibility_timeout=VIS)
     if request.param == "sqs-fair":
         from rai.backends.sqs_fair_queue import FairSQSJobQueue
-        from rai.usage import UsageLedger
+        from rai.live.usage import UsageLedger
 
         r = request.getfixturevalue("redis_client")
         return FairSQSJobQueue(cfg, UsageLedger(r), r), cfg.queue_prefix + "amd64"

@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 from rai.backends.s3_store import S3Store
-from rai.backends.store import LocalStore, output_key, upload_key
+from rai.backends.store import LocalStore
+from rai.domain.object_keys import output_key, upload_key
 from rai.errors import NotFound, UserError
 
 

@@ -37,7 +37,15 @@ from redis.retry import Retry
 
 from rai.config import data_dir
 from rai.errors import ServiceUnavailable
-from rai.redis_process import INSTALL_HINT, ensure_password, hide, local_password, password_file, run_server, start_lock
+from rai.live.redis_process import (
+    INSTALL_HINT,
+    ensure_password,
+    hide,
+    local_password,
+    password_file,
+    run_server,
+    start_lock,
+)
 
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 CONNECT_TIMEOUT = 3.0  # seconds to open a TCP connection before calling Redis unreachable

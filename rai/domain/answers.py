@@ -11,10 +11,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from rai.config import Config
+from rai.domain.leaderboard import counting_entries, label_secret, standings, team_label
+from rai.domain.models import Account, JobRecord, RankingEntry
+from rai.domain.projects import pick_kind, pick_project
 from rai.errors import UserError
-from rai.leaderboard import counting_entries, label_secret, standings, team_label
-from rai.models import Account, JobRecord, RankingEntry
-from rai.projects import pick_kind, pick_project
 
 MAX_LIMIT = 1000
 

@@ -1,5 +1,5 @@
 """What the `rai` client does, without the command line: submit, follow, fetch, cancel, ask — all through
-rai-server's API (rai/api.py). It reads the server's URL and the user's profile, nothing else."""
+rai-server's API (rai/client/api.py). It reads the server's URL and the user's profile, nothing else."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai import __version__
-from rai.api import ServerAPI
-from rai.archive import unpack
-from rai.archive_check import ArchiveLimits
-from rai.backends.store import upload_key
+from rai.client.api import ServerAPI
+from rai.client.packing import PackStream
+from rai.client.profile import Profile
 from rai.config import Config
+from rai.domain.archive import unpack
+from rai.domain.archive_check import ArchiveLimits
+from rai.domain.models import CancelRequest, JobRecord, JobRequest, LogEntry, new_job_id
+from rai.domain.object_keys import upload_key
+from rai.domain.public_projects import PublicProjects, check_submission
+from rai.domain.signing import sign
+from rai.domain.spec import JobSpec, load_spec, parse_spec
 from rai.errors import UserError
-from rai.models import CancelRequest, JobRecord, JobRequest, LogEntry, new_job_id
-from rai.packing import PackStream
-from rai.profile import Profile
-from rai.public_projects import PublicProjects, check_submission
-from rai.signing import sign
-from rai.spec import JobSpec, load_spec, parse_spec
 from rai.units import format_size
 
 UPLOAD_CHUNK = 1 << 20  # the most one piece of the upload holds (zstd hands out a whole job's output at once)
@@ -152,8 +152,9 @@ class Client:
         return JobRecord.model_validate(data["job"])
 
     def ask(self, what: str, project: str | None = None, kind: str | None = None, limit: int = 10):
-        """The leaderboard (`ranking`), the user's `history`, or their team's `submitted` jobs (rai/answers.py)."""
-        from rai.answers import ANSWERS
+        """The leaderboard (`ranking`), the user's `history`, or their team's `submitted` jobs
+        (rai/domain/answers.py)."""
+        from rai.domain.answers import ANSWERS
 
         params = {"limit": limit} if what == "history" else {"project": project, "kind": kind, "limit": limit}
         return ANSWERS[what].model_validate(self.api.get(f"/v1/{what}", **params))

@@ -1,4 +1,4 @@
-"""The client's side of rai-server's HTTP API: every request signed (rai/signing.py), certificates
+"""The client's side of rai-server's HTTP API: every request signed (rai/domain/signing.py), certificates
 verified (`server.ca_bundle` for a private CA), refusals turned into the client's errors, and a log
 followed as Server-Sent Events that resumes with `Last-Event-ID` after a dropped connection.
 
@@ -18,10 +18,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rai import __version__
+from rai.client.profile import Profile
 from rai.config import ServerConfig
+from rai.domain.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
 from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
-from rai.profile import Profile
-from rai.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
 
 # httpx's own command line (httpx._main) loads rich's progress bars and syntax highlighting and pygments, a
 # third of what `import httpx` costs; rai never runs it, so that import fails as httpx expects when its
@@ -30,7 +30,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpx  # noqa: E402
 
-log = logging.getLogger("rai.api")
+log = logging.getLogger("rai.client.api")
 
 RECONNECT_FOR = 120.0  # seconds a follower keeps reconnecting through a dropped connection
 READ_IDLE = 60.0  # seconds without a byte (the server pings every 15) before a log connection counts as dropped

@@ -41,7 +41,7 @@ class RedisKeys:
         """The fair-share SQS queue's bookkeeping (rai.backends.sqs_fair_queue): `waiting`, `band`, `since`."""
         return f"{self.prefix}fair:{queue}:sqs:{what}"
 
-    # live state (rai.live)
+    # live state (rai.live.board)
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
@@ -73,21 +73,21 @@ class RedisKeys:
         """Taken by the one node that records `queue`'s depth for this heartbeat interval (raid.heartbeat)."""
         return f"{self.prefix}depthlock:{queue}:{bucket}"
 
-    # fair share and ETAs (rai.usage)
+    # fair share and ETAs (rai.live.usage)
     def usage(self, by: str) -> str:
         return f"{self.prefix}usage:{by}"
 
     def durations(self, queue: str) -> str:
         return f"{self.prefix}durations:{queue}"
 
-    # quotas (rai.quotas)
+    # quotas (rai.live.quotas)
     def quota_jobs(self, username: str) -> str:
         return f"{self.prefix}quota:jobs:{username}"
 
     def quota_gpu(self, username: str) -> str:
         return f"{self.prefix}quota:gpu:{username}"
 
-    # ranked projects' public part, published by raid (rai.projects)
+    # ranked projects' public part, published by raid (rai.domain.projects)
     def projects(self) -> str:
         return f"{self.prefix}projects"
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from rai.errors import UserError
 
 if TYPE_CHECKING:
-    from rai.models import Account
+    from rai.domain.models import Account
 
 DEFAULT_PROFILE = "~/.rai_profile"
 
-# The Profile model is built on its first use (`from rai.profile import Profile`, load_profile), so that `rai`
+# The Profile model is built on its first use (`from rai.client.profile import Profile`, load_profile), so that `rai`
 # starts without loading pydantic; `rai whoami` checks a profile against _FIELDS instead (read_profile).
 _REQUIRED = object()
 _FIELDS: dict[str, object] = {"username": _REQUIRED, "email": "", "firstname": "", "lastname": "", "affiliation": "",
@@ -60,7 +60,7 @@ def _model() -> Any:  # the Profile model class, made on first use
             data["team"] = {"name": self.team} if self.team else None
             return yaml.safe_dump({"profile": data}, sort_keys=False)
 
-    Profile.__qualname__ = "Profile"  # pickled and printed as rai.profile.Profile
+    Profile.__qualname__ = "Profile"  # pickled and printed as rai.client.profile.Profile
     globals()["Profile"] = Profile
     return Profile
 

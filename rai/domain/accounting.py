@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rai.models import JobRecord, JobState
+from rai.domain.models import JobRecord, JobState
 
 GROUPS = {"user": "username", "team": "team", "node": "node"}
 # ends that count as failures: the job's own fault or the system's; succeeded, cancelled and refused do not

@@ -54,7 +54,7 @@ class JobState(str, Enum):
 
 
 class Signed(Message):
-    """A message its sender signs with their secret key (rai.signing) over every other field; each kind
+    """A message its sender signs with their secret key (rai.domain.signing) over every other field; each kind
     declares its `signature` last (the fields keep their order on the wire)."""
 
     def signing_payload(self) -> bytes:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import IO
 
 from rai.config import Config, data_dir
-from rai.models import RankingEntry
-from rai.projects import ProjectConfig, RankedKind, pick_kind
+from rai.domain.models import RankingEntry
+from rai.domain.projects import ProjectConfig, RankedKind, pick_kind
 
 _ADJECTIVES = (
     "amber", "arctic", "azure", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crimson", "daring",

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 from rai import __version__
-from rai.cli_ranking import COMMANDS as RANKING_COMMANDS
 from rai.cli_support import run_cli
+from rai.client.cli_ranking import COMMANDS as RANKING_COMMANDS
 
 # Start-up is part of every command: `rai --help`, `rai version` and `rai whoami` load click and (whoami)
 # the YAML profile only. rich, httpx, pydantic and the client's modules are imported by the commands that use
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-    from rai.client import Client
-    from rai.models import JobEnd, JobRecord
+    from rai.client.core import Client
+    from rai.domain.models import JobEnd, JobRecord
 
 
 @functools.cache
@@ -44,9 +44,9 @@ class Context:
         self.profile_arg = profile
 
     def client(self) -> Client:
-        from rai.client import Client
+        from rai.client.core import Client
+        from rai.client.profile import load_profile
         from rai.config import load_config
-        from rai.profile import load_profile
 
         client = Client(load_config(self.config_path), load_profile(self.profile_arg))
         started()
@@ -63,7 +63,7 @@ def started() -> None:
 
 def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> JobEnd | None:
     """Write a job's log entries as they come; returns its end, or None when the log stopped early."""
-    from rai.models import LogKind
+    from rai.domain.models import LogKind
 
     out = out or sys.stdout
     errs = errs or sys.stderr
@@ -83,7 +83,7 @@ def print_entries(entries, out=None, errs=None, quiet_status: bool = False) -> J
 
 
 def print_summary(job_id: str, end: JobEnd) -> None:
-    from rai.models import JobState
+    from rai.domain.models import JobState
     from rai.units import format_duration
 
     ok = end.state == JobState.succeeded
@@ -139,7 +139,7 @@ def place_text(position: tuple | None) -> str:
 
 
 def _follow_and_report(ctx_client: Client, job_id: str, output: Path | None, queue: str | None = None) -> int:
-    from rai.models import JobState
+    from rai.domain.models import JobState
 
     def on_wait(position: tuple[int, int]) -> None:  # the server says it when the place changes
         err().print(f"[dim]» waiting{f' on {queue}' if queue else ''}: {place_text(position)}[/dim]")
@@ -190,8 +190,8 @@ def cli(ctx: click.Context, config_path, profile, project) -> int | None:
 @click.pass_obj
 def submit(obj: Context, project: Path, queue, no_follow, output, submission) -> int:
     """Upload PROJECT, run it, and print its output live."""
-    from rai.packing import PackStream
-    from rai.profile import profile_path
+    from rai.client.packing import PackStream
+    from rai.client.profile import profile_path
 
     # packing starts first, in a thread of its own, while the client's modules load and the server answers
     packing = PackStream(project, exclude=(profile_path(obj.profile_arg),))
@@ -261,7 +261,7 @@ def status(obj: Context, job_id: str, as_json: bool) -> int:
     """Show JOB's state, node, exit code and duration."""
     import json
 
-    from rai.models import JobState
+    from rai.domain.models import JobState
 
     record, position = obj.client().status(job_id)
     if as_json:
@@ -303,7 +303,7 @@ def cancel(obj: Context, job_id: str) -> int:
 @click.pass_obj
 def whoami(obj: Context) -> int:
     """Show who your profile says you are."""
-    from rai.profile import read_profile  # the file's fields as load_profile checks them, without pydantic
+    from rai.client.profile import read_profile  # the file's fields as load_profile checks them, without pydantic
 
     p = read_profile(obj.profile_arg)
     click.echo(f"{p['username']} <{p['email']}> team={p['team'] or '-'} role={p['role']}")

@@ -1,6 +1,6 @@
-"""The local redis-server that rai starts on demand (rai.redis_server.connect decides when): its password
+"""The local redis-server that rai starts on demand (rai.live.redis_server.connect decides when): its password
 file, its config file, the process started as a daemon, what its log says when it would not start, and the
-lock two starting processes share. Files under `data_dir()/redis` (see rai.redis_server)."""
+lock two starting processes share. Files under `data_dir()/redis` (see rai.live.redis_server)."""
 
 from __future__ import annotations
 

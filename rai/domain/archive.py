@@ -1,6 +1,6 @@
 """Project and output archives: tar compressed with zstd (10-15x faster than gzip at the same size),
-checked as they are unpacked (what an archive may hold: rai/archive_check.py). Packing a project is
-rai/packing.py; what it leaves out, rai/ignore.py.
+checked as they are unpacked (what an archive may hold: rai/domain/archive_check.py). Packing a project is
+rai/client/packing.py; what it leaves out, rai/domain/ignore.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-from rai.archive_check import (
+from rai.domain.archive_check import (
     MEMBER_SLACK,
     STREAM_SLACK,
     ArchiveCheck,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis
 
-from rai.redis_keys import PREFIX, RedisKeys
+from rai.live.redis_keys import PREFIX, RedisKeys
 
 HOUR, DAY = 3600.0, 86400.0
 

@@ -1,25 +1,18 @@
 """What clients may know of the ranked projects (`PublicProjects`: kinds, required files, metric, the enforced
 spec), published by raid to Redis under `rai:projects`, and the checks a submission passes before any upload:
 the kind exists, the folder holds its required files. Validity rules and result sources stay on the server
-(rai.projects)."""
+(rai.domain.projects)."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rai.errors import ServiceUnavailable, UserError
-from rai.ignore import IgnoreRules
-from rai.projects import ProjectConfig
-from rai.redis_keys import KEYS
-
-if TYPE_CHECKING:
-    import redis
-
-PUBLIC_KEY = KEYS.projects()  # Redis key raid publishes the public part of `projects:` under
-
+from rai.domain.ignore import IgnoreRules
+from rai.domain.projects import ProjectConfig
+from rai.errors import UserError
 
 # --- what clients see --------------------------------------------------------------------------
 
@@ -103,25 +96,6 @@ def missing_required_files(directory: Path, required: list[str]) -> list[str]:
         if ignored or not path.is_file() or path.stat().st_size == 0:
             missing.append(rel)
     return missing
-
-
-def publish_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> None:
-    """Put the public part of `projects:` (kinds, required files, metric, enforced spec) where clients read it."""
-    r.set(PUBLIC_KEY, PublicProjects.from_config(local).model_dump_json())
-
-
-def published_projects(r: redis.Redis, local: dict[str, ProjectConfig]) -> PublicProjects:
-    """What the raid nodes published under `rai:projects`; the local config's `projects:` when none has."""
-    import redis
-
-    try:
-        raw = r.get(PUBLIC_KEY)
-    except redis.exceptions.RedisError as e:
-        raise ServiceUnavailable(f"reading the ranked projects failed: Redis does not answer ({e})",
-                                 hint="check pubsub.url in the config") from None
-    if raw:
-        return PublicProjects.model_validate_json(raw)
-    return PublicProjects.from_config(local)
 
 
 def check_submission(public: PublicProjects, directory: Path, submission: str) -> tuple[str, PublicKind]:

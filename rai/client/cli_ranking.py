@@ -1,4 +1,4 @@
-"""`rai ranking`, `rai history`, `rai submitted`: signed questions rai-server answers (rai/answers.py).
+"""`rai ranking`, `rai history`, `rai submitted`: signed questions rai-server answers (rai/domain/answers.py).
 
 A student sees the leaderboard with the other teams anonymised, their own jobs, and their team's
 submissions; the servers decide what that is, from the account, not from anything the client says.
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # rich and the answers' models load when a command prints, no
 
     from rich.console import Console
 
-    from rai.answers import History, Leaderboard, Submitted
+    from rai.domain.answers import History, Leaderboard, Submitted
 
 
 def _out() -> Console:

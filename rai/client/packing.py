@@ -1,6 +1,6 @@
 """Packing a project: its folder as a tar stream compressed with zstd on every core, made as it is read.
 
-`.raiignore` in the project (rai/ignore.py, git's rules) says what not to upload; the user's profile is
+`.raiignore` in the project (rai/domain/ignore.py, git's rules) says what not to upload; the user's profile is
 never packed, whatever it is called or however it is reached. `rai submit` streams a PackStream straight
 into its upload: no archive on disk, the digest computed on the way.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import zstandard
 
+from rai.domain.ignore import IgnoreRules
 from rai.errors import UserError
-from rai.ignore import IgnoreRules
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Recent usage per user or team, and recent job durations per queue, kept in Redis for fair share and ETAs.
 
 Keys (prefix `rai:`): `rai:usage:<by>` a hash group -> JSON [usage, at] (weighted job-seconds as of `at`,
-decayed on read with rai.fairshare); `rai:durations:<queue>` a list of the last `KEEP` job durations.
+decayed on read with rai.domain.fairshare); `rai:durations:<queue>` a list of the last `KEEP` job durations.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 
 import redis
 
-from rai import fairshare
-from rai.redis_keys import PREFIX, RedisKeys
+from rai.domain import fairshare
+from rai.live.redis_keys import PREFIX, RedisKeys
 
 KEEP = 50  # durations kept per queue for the typical duration
 TTL = 14 * 86400  # an idle class's usage is long decayed to nothing: let Redis drop it
@@ -21,7 +21,7 @@ TTL = 14 * 86400  # an idle class's usage is long decayed to nothing: let Redis 
 
 def group_of(body: str, by: str = "user") -> tuple[str, float]:
     """(whose usage a queued JobRequest JSON counts to, its weight): its team when `by` is team and it has
-    one, else its user; the weight from its GPUs (rai.fairshare.job_weight)."""
+    one, else its user; the weight from its GPUs (rai.domain.fairshare.job_weight)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -84,7 +84,7 @@ class UsageLedger:
         pipe.execute()
 
     def typical(self, queue: str) -> float:
-        """The median of the queue's recent job durations; rai.fairshare.DEFAULT_TYPICAL when none ran."""
+        """The median of the queue's recent job durations; rai.domain.fairshare.DEFAULT_TYPICAL when none ran."""
         values = [float(v) for v in self.r.lrange(self.keys.durations(queue), 0, -1)]
         return statistics.median(values) if values else fairshare.DEFAULT_TYPICAL
 

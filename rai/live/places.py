@@ -1,5 +1,5 @@
 """Where a waiting job stands and when it may start: its place under the scheduler's policy (fair share:
-the order rai.fairshare.order gives, which the fair queue's `fair_order` answers; fifo: submission order)
+the order rai.domain.fairshare.order gives, which the fair queue's `fair_order` answers; fifo: submission order)
 and an ETA from the queue's recent job durations and the job slots of the nodes serving it.
 
 One rule for rai-server (`rai status`, `rai submit`) and the console's Jobs view."""
@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rai import fairshare
 from rai.backends.queue import FairOrdering
+from rai.domain import fairshare
 
 if TYPE_CHECKING:
     from rai.backends import Backends

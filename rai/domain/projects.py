@@ -15,7 +15,7 @@ projects:
     kinds: {m1: {required_files: []}, m2: {}, final: {}}   # or just [m1, m2, final]
 ```
 
-The public part (rai.public_projects: kinds, required files, metric, the enforced spec) is what raid
+The public part (rai.domain.public_projects: kinds, required files, metric, the enforced spec) is what raid
 publishes to Redis for clients; validity rules and result sources stay on the server.
 """
 
@@ -29,8 +29,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rai.domain.spec import JobSpec
 from rai.errors import UserError
-from rai.spec import JobSpec
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -24,9 +24,9 @@ from datetime import datetime
 
 import redis
 
+from rai.domain.models import CancelRequest, JobRecord, JobState, NodeHeartbeat, utcnow
 from rai.errors import ServiceUnavailable
-from rai.models import CancelRequest, JobRecord, JobState, NodeHeartbeat, utcnow
-from rai.redis_keys import PREFIX, RedisKeys
+from rai.live.redis_keys import PREFIX, RedisKeys
 
 log = logging.getLogger(__name__)
 PRUNE_BATCH = 20  # oldest index entries checked for an expired record on every write
