@@ -118,6 +118,10 @@ class DatabaseConfig(Section):
     def sqlite_path(self) -> Path:
         return Path(self.path).expanduser() if self.path else data_dir() / "rai.db"
 
+    def where(self) -> str:
+        """Where the database is, as an operator reads it: the SQLite file, else the provider's name."""
+        return str(self.sqlite_path()) if self.provider == "sqlite" else self.provider
+
 
 class AuthConfig(Section):
     provider: Literal["database", "auth0"] = "database"

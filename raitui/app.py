@@ -183,9 +183,8 @@ class RaiConsole(LocalServices):
         if self.snapshot is None:
             return
         self._show_header()
-        db = self.data.config.database
-        db_where = str(db.sqlite_path()) if db.provider == "sqlite" else db.provider
-        self.banner.show(self.snapshot, self.data.config.pubsub.url, db_where, self.retry_interval)
+        self.banner.show(self.snapshot, self.data.config.pubsub.url, self.data.config.database.where(),
+                         self.retry_interval)
         self.view(self.current_view).show_snapshot(self.snapshot)
 
     def _show_header(self) -> None:

@@ -158,10 +158,10 @@ def seed(b: Backends, log_lines: bool = True) -> Demo:
         b.queue.claim(job[5], f"{job[4]}-0", block=0.01)
     for hb in NODES:
         b.live.beat(hb, ttl=86400)
-    b.live.r.sadd(f"{b.live.p}nodes", LOST_NODE)
+    b.live.r.sadd(b.live.keys.nodes(), LOST_NODE)  # a node that stopped beating: listed, no heartbeat
     b.live.set_draining(DRAINING_NODE, True)
     for queue, scale in ((QUEUE, 1.0), (GPU_QUEUE, 0.4)):
-        b.live.r.delete(f"{b.live.p}depth:{queue}")
+        b.live.r.delete(b.live.keys.depth(queue))
         for i in range(720):
             t = NOW.timestamp() - 3600 + i * 5
             wave = 6 + 5 * ((i % 240) / 240) + (12 if 420 < i < 560 else 0) + (i % 17) / 4
