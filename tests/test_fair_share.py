@@ -6,6 +6,8 @@ One user submits 30 jobs, then 5 others one each: every one of the 5 starts befo
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from rai.client.core import Client
@@ -57,7 +59,10 @@ def test_five_first_jobs_start_before_the_greedy_users_fourth(rai_env, broker, r
     wait_for(lambda: len(started(env, other_jobs)) == 5, 120, interval=0.2, what="the 5 first jobs to start")
     last_other = max(started(env, other_jobs).values())
     greedy_started = sorted(started(env, greedy_jobs).values())
-    assert len(greedy_started) <= 3 or greedy_started[3] > last_other, (
+    # Nodes that claim in the same instant take the last first job and the greedy user's 4th together (the fair
+    # order picks the first job, the next claimer the 4th); which container starts first then races by
+    # milliseconds. So the 4th may start at most a claim round's slack before the last first job.
+    assert len(greedy_started) <= 3 or greedy_started[3] > last_other - timedelta(seconds=1), (
         f"the greedy user's 4th job started at {greedy_started[3]}, before the last first job ({last_other})")
 
 
