@@ -103,32 +103,32 @@ class FairSQSJobQueue(SQSJobQueue):
 
     def claim(self, queue: str, consumer: str, block: float = 5.0) -> SQSClaimedJob | None:
         deadline = time.monotonic() + max(0.0, block or 0.0)
+        typical = self.ledger.typical(queue)  # one read per claim: it moves only as jobs end
         while True:
-            for band in self._poll_order(queue):
-                job = self._claim_band(queue, band, consumer, wait=0)
+            for band in self._poll_order(queue, typical):
+                job = self._claim_band(queue, band, consumer, typical, wait=0)
                 if job is not None:
                     return job
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            job = self._claim_band(queue, 0, consumer, wait=min(left, WAIT_SLICE))
+            job = self._claim_band(queue, 0, consumer, typical, wait=min(left, WAIT_SLICE))
             if job is not None:
                 return job
             if deadline - time.monotonic() <= 0:
                 return None
 
-    def _poll_order(self, queue: str) -> list[int]:
+    def _poll_order(self, queue: str, typical: float) -> list[int]:
         """Bands lowest first, except a band whose jobs waited unserved too long: it goes first."""
         since = {int(k): float(v) for k, v in self.r.hgetall(self._key(queue, "since")).items()}
         now = time.time()
-        typical = self.ledger.typical(queue)
         order = list(range(BANDS))
         for band in range(BANDS - 1, 0, -1):
             if band in since and now - since[band] > starve_after(band, typical, self.age_weight):
                 return [band] + [b for b in order if b != band]
         return order
 
-    def _claim_band(self, queue: str, band: int, consumer: str, wait: float) -> SQSClaimedJob | None:
+    def _claim_band(self, queue: str, band: int, consumer: str, typical: float, wait: float) -> SQSClaimedJob | None:
         name = self.band_queue(queue, band)
         got = super().claim(name, consumer, block=wait)
         if got is None:
@@ -147,7 +147,7 @@ class FairSQSJobQueue(SQSJobQueue):
         left = pipe.execute()[1] if job.attempts == 1 else 0
         if left < 0:
             self.r.hset(self._key(queue, "waiting"), who, 0)  # a count that drifted (a lost message) heals
-        job.charged = weight * self.ledger.typical(queue)  # counted now, corrected at its end (raid)
+        job.charged = weight * typical  # counted now, corrected at its end (raid)
         self.ledger.charge(who, job.charged)
         return job
 
@@ -191,11 +191,10 @@ class FairSQSJobQueue(SQSJobQueue):
 
 def _on_band(job: ClaimedJob) -> ClaimedJob:
     """The delivery as the SQS queue it came from knows it (its band's queue)."""
-    band_queue = getattr(job, "band_queue", "")
-    if not band_queue or band_queue == job.queue:
+    if not isinstance(job, FairSQSClaimedJob) or not job.band_queue or job.band_queue == job.queue:
         return job
-    return SQSClaimedJob(queue=band_queue, message_id=job.message_id, body=job.body, attempts=job.attempts,
-                         charged=job.charged, receipt_handle=getattr(job, "receipt_handle", ""))
+    return SQSClaimedJob(queue=job.band_queue, message_id=job.message_id, body=job.body, attempts=job.attempts,
+                         charged=job.charged, receipt_handle=job.receipt_handle)
 
 
 def _job_id(body: str) -> str | None:
