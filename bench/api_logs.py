@@ -35,7 +35,8 @@ from harness import Installation
 
 from rai.backends.log_writer import LogWriter
 from rai.client.profile import load_profile
-from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
+from rai.domain.job_ids import new_job_id
+from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, utcnow
 from rai.domain.signing import EMPTY_SHA256, authorization_headers
 from raiserver.logs import FIRST_COUNT, READ_BYTES, next_count
 

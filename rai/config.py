@@ -16,12 +16,18 @@ import yaml
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rai.config_file import (
+    DEFAULT_CLIENT_TIMEOUT,
+    DEFAULT_SERVER_PORT,
+    DEFAULT_SERVER_URL,
+    config_path,
+    named_explicitly,
+)
 from rai.domain.projects import ProjectConfig
 from rai.domain.spec import fields_at, format_loc, unknown_name
 from rai.errors import UserError
 from rai.units import parse_duration, parse_size
 
-DEFAULT_CONFIG = "~/.rai_config.yml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -197,8 +203,6 @@ class RaidConfig(Section):
         return Path(self.work_dir).expanduser() if self.work_dir else data_dir() / "work"
 
 
-DEFAULT_SERVER_PORT = 8470
-DEFAULT_SERVER_URL = f"http://127.0.0.1:{DEFAULT_SERVER_PORT}"
 
 
 class ServerConfig(Section):
@@ -212,7 +216,7 @@ class ServerConfig(Section):
     max_upload: int = 512 * 1024**2  # bytes a project archive may have; more is refused (413)
     rate_limits: dict[str, int | None] = Field(default_factory=lambda: {"student": 10, "ta": 60, "admin": None})
     request_window: float = 300.0  # seconds a signed request may be off the server's clock
-    timeout: float = 30.0  # clients: seconds to wait for the server to answer one request
+    timeout: float = DEFAULT_CLIENT_TIMEOUT  # clients: seconds to wait for the server to answer one request
     metrics_token: str | None = None  # set: GET /metrics wants `Authorization: Bearer <token>`; unset: open
 
     _size = field_validator("max_upload", mode="before")(lambda v: parse_size(v))
@@ -313,18 +317,13 @@ class Config(BaseModel):
         return os.environ.get("RAI_APP_SECRET") or self.app.secret
 
 
-def config_path(path: str | os.PathLike | None = None) -> Path:
-    return Path(path or os.environ.get("RAI_CONFIG") or DEFAULT_CONFIG).expanduser()
-
-
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read the config; a missing default file gives the embedded defaults, a missing named file is an error."""
     from rai.crypto import decrypt_tree
 
     p = config_path(path)
-    explicit = path is not None or "RAI_CONFIG" in os.environ
     if not p.exists():
-        if explicit:
+        if named_explicitly(path):
             raise UserError(f"config file {p} does not exist", hint="check --config or RAI_CONFIG")
         return Config()
     try:

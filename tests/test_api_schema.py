@@ -30,6 +30,7 @@ from schemathesis.checks import positive_data_acceptance
 from keygen.accounts import create_account
 from rai.backends import Backends
 from rai.config import Config
+from rai.domain.job_ids import new_job_id
 from rai.domain.models import (
     Account,
     CancelRequest,
@@ -39,7 +40,6 @@ from rai.domain.models import (
     JobState,
     LogEntry,
     LogKind,
-    new_job_id,
     utcnow,
 )
 from rai.domain.object_keys import upload_key

@@ -260,7 +260,8 @@ def test_missing_required_file_and_unknown_kind_are_refused_before_upload(env):
 
 def test_raid_refuses_what_a_modified_client_lets_through(env, monkeypatch):
     client = globals()["client"](env, "ada")
-    monkeypatch.setattr("rai.client.core.check_submission", lambda *a: (None, type("K", (), {"spec": None})()))
+    monkeypatch.setattr("rai.domain.public_projects.check_submission",
+                        lambda *a: (None, type("K", (), {"spec": None})()))
     no_report = client.submit(solver(env, "sneaky"), submission="conv/final").job_id
     with pytest.raises(UserError, match="no submission kind 'm9'"):  # the server refuses it at the door
         client.submit(solver(env, "sneaky"), submission="conv/m9")

@@ -13,7 +13,8 @@ from httpx_sse import EventSource
 from keygen.accounts import create_account
 from rai.backends import Backends
 from rai.config import Config
-from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, new_job_id, utcnow
+from rai.domain.job_ids import new_job_id
+from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind, utcnow
 from rai.domain.signing import EMPTY_SHA256, authorization_headers
 from raiserver.logs import BATCH, READ_BYTES, entry_event, entry_kind, next_count
 

@@ -76,6 +76,23 @@ def test_a_band_left_waiting_long_enough_goes_first(fair):
     assert taken.count(greedy) >= 3, taken
 
 
+def test_a_queue_of_instant_jobs_keeps_the_fair_order(fair, redis_client):
+    """Jobs that end at once (a compile error each, on deadline night) make the queue's typical duration ~0:
+    a claim still charges a typical job and the starvation guard still waits, so a classmate's first job is
+    taken before the greedy user's late ones."""
+    q, name = fair()
+    for _ in range(3):
+        UsageLedger(redis_client).record_duration(name, 0.0)
+    greedy, late = user("greedy"), user("late")
+    for _ in range(5):
+        q.enqueue(name, job(greedy))  # bands 0, 1, 1, 2, 2
+    for _ in range(3):
+        q.ack(q.claim(name, "w1", block=0))  # its first three run; the 4th and 5th wait in band 2
+    q.enqueue(name, job(late))
+    claimed = q.claim(name, "w1", block=0)
+    assert json.loads(claimed.body)["username"] == late
+
+
 def test_bands_are_one_queue_to_the_operator(fair):
     q, name = fair()
     greedy = user("greedy")

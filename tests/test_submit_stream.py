@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
+from rai.client.channel import Channel
 from rai.client.profile import load_profile
 from rai.domain.models import JobRequest
 from rai.errors import UserError
@@ -65,12 +68,12 @@ def test_nothing_to_upload_is_said_before_any_upload(capped, monkeypatch):
     assert r.returncode == 2 and "has no files to upload" in r.stderr and "Traceback" not in r.stderr
     c = client(env)
     sent = []
-    request = c.api.request
-    monkeypatch.setattr(c.api, "request", lambda method, path, **kw: sent.append((method, path)) or
-                        request(method, path, **kw))
+    request = Channel.request
+    monkeypatch.setattr(Channel, "request", lambda self, method, path, **kw: sent.append((method, path)) or
+                        request(self, method, path, **kw))
     with pytest.raises(UserError, match="has no files to upload"):
         c.submit(proj)
-    assert [m for m, _ in sent if m != "GET"] == []  # whoami only: no PUT, no job
+    assert sent == [("GET", "/v1/whoami")]  # whoami only: no PUT, no job
     assert uploads(env) == []
 
 
@@ -90,3 +93,43 @@ def test_the_server_keeps_what_was_packed_and_the_job_pins_its_digest(capped):
     assert job.job_id == sub.job_id
     assert job.upload_sha256 == hashlib.sha256(kept.read_bytes()).hexdigest() and job.upload_size == sub.size
     assert sub.files == 33  # the parts, the noise, main.sh, rai_build.yml
+
+
+def test_rai_submit_sends_before_the_rest_of_the_client_loads(capped):
+    """`rai submit --no-follow` talks to the server on the standard library's http.client: it loads neither
+    httpx nor rich nor the operators' config models (what the packing would share its CPU with)."""
+    env = capped
+    proj = env.project(["true"], name="light")
+    env.ensure_server()
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "rai", "--profile", str(env.ada), "submit",
+                        "--no-follow", "-p", str(proj)], capture_output=True, text=True, env=env.student_env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    job_id = r.stdout.strip()
+    assert env.backends.live.get_job(job_id).state.value == "queued"  # it is queued: the report is of a submit
+    modules = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert {"rai.client.submitting", "rai.client.channel", "http.client"} <= modules
+    loaded = sorted(m for m in modules if m.split(".")[0] in ("httpx", "httpcore", "h11", "rich", "anyio")
+                    or m in ("rai.config", "rai.client.api", "rai.client.core", "platformdirs"))
+    assert loaded == []
+
+
+def test_a_bad_spec_is_said_before_any_upload_even_with_no_server(capped, monkeypatch, tmp_path):
+    env = capped
+    proj = env.project(["true"], name="typo")
+    (proj / "rai_build.yml").write_text("rai:\n  image: localhost/rai-test:latest\ncommands:\n  biuld:\n    - 'true'\n")
+    c = client(env)
+    sent = []
+    request = Channel.request
+    monkeypatch.setattr(Channel, "request", lambda self, method, path, **kw: sent.append((method, path)) or
+                        request(self, method, path, **kw))
+    with pytest.raises(UserError, match="did you mean build"):
+        c.submit(proj)
+    assert sent == [("GET", "/v1/whoami")] and uploads(env) == []
+    # offline (nothing answers at the server's address): the spec's own words still come first
+    nowhere = tmp_path / "nowhere.yml"
+    nowhere.write_text("server:\n  url: http://127.0.0.1:9\n  timeout: 2\n")
+    r = subprocess.run([sys.executable, "-m", "rai", "--config", str(nowhere), "--profile", str(env.ada), "submit",
+                        "--no-follow", "-p", str(proj)], capture_output=True, text=True, env=env.student_env,
+                       timeout=60)
+    assert r.returncode == 2 and "did you mean build" in r.stderr and "Traceback" not in r.stderr, r.stderr

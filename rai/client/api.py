@@ -18,10 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rai import __version__
+from rai.client.channel import ca_bundle_file
 from rai.client.profile import Profile
+from rai.client.refusals import refusal, unreachable
 from rai.config import ServerConfig
 from rai.domain.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
-from rai.errors import AuthError, NotFound, ServiceUnavailable, UserError
+from rai.errors import ServiceUnavailable, UserError
 
 # httpx's own command line (httpx._main) loads rich's progress bars and syntax highlighting and pygments, a
 # third of what `import httpx` costs; rai never runs it, so that import fails as httpx expects when its
@@ -36,20 +38,6 @@ RECONNECT_FOR = 120.0  # seconds a follower keeps reconnecting through a dropped
 READ_IDLE = 60.0  # seconds without a byte (the server pings every 15) before a log connection counts as dropped
 
 
-class Conflict(UserError):
-    """The request conflicts with the job's state (it already ended, the id exists)."""
-
-    exit_code = 1
-
-
-class RateLimited(UserError):
-    exit_code = 3
-
-    def __init__(self, message: str, hint: str | None, retry_after: float):
-        super().__init__(message, hint=hint)
-        self.retry_after = retry_after
-
-
 class ServerAPI:
     def __init__(self, server: ServerConfig, profile: Profile):
         self.base = server.url.rstrip("/")
@@ -61,11 +49,7 @@ class ServerAPI:
             # No TLS to a plain-http server (a local one): an empty context instead of loading certifi's bundle
             # (~50 ms of every command). It trusts no certificate, so a TLS connection through it would fail.
             verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        elif server.ca_bundle:
-            bundle = Path(server.ca_bundle).expanduser()
-            if not bundle.is_file():
-                raise UserError(f"server.ca_bundle {bundle} does not exist",
-                                hint="point it at the PEM file your course staff gave you")
+        elif (bundle := ca_bundle_file(server.ca_bundle)) is not None:
             verify = ssl.create_default_context(cafile=str(bundle))
         self.http = httpx.Client(base_url=self.base, verify=verify, timeout=httpx.Timeout(self.timeout, connect=10),
                                  headers={"User-Agent": f"rai/{__version__}"}, follow_redirects=False)
@@ -104,16 +88,7 @@ class ServerAPI:
         return self.request("GET", path, params=params).json()
 
     def _unreachable(self, e: httpx.HTTPError) -> ServiceUnavailable:
-        text = str(e) or type(e).__name__
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
-            return ServiceUnavailable(f"the rai server at {self.base} did not show a certificate rai trusts",
-                                      hint="if your course uses its own certificate authority, set server.ca_bundle "
-                                           "in your config to the PEM file they give you")
-        if isinstance(e, httpx.TimeoutException):
-            return ServiceUnavailable(f"the rai server at {self.base} did not answer within {self.timeout:.0f}s",
-                                      hint="try again; check your network connection")
-        return ServiceUnavailable(f"cannot reach the rai server at {self.base} ({text})",
-                                  hint="check server.url in your config and your network connection")
+        return unreachable(self.base, str(e) or type(e).__name__, isinstance(e, httpx.TimeoutException), self.timeout)
 
     def problem(self, response: httpx.Response) -> UserError:
         """The error a refused request raises: the server's message and hint, the exit code by its status."""
@@ -122,25 +97,7 @@ class ServerAPI:
             data = response.json()
         except (ValueError, httpx.HTTPError):
             data = {}
-        message, hint = data.get("error"), data.get("hint")
-        if message is None and isinstance(data.get("detail"), list):  # the API's own validation of a request
-            message = "the server refused the request: " + "; ".join(
-                f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in data["detail"])
-        message = message or f"the rai server answered {response.status_code}"
-        status = response.status_code
-        if status == 401:
-            return AuthError(message, hint=hint)
-        if status == 404:
-            return NotFound(message, hint=hint)
-        if status == 409:
-            return Conflict(message, hint=hint)
-        if status == 429:
-            retry = float(response.headers.get("retry-after") or 60)
-            return RateLimited(message, hint or f"try again in {retry:.0f}s", retry)
-        if status in (502, 503, 504) or status >= 500:
-            return ServiceUnavailable(message,
-                                      hint=hint or "try again in a minute; if it lasts, tell your course staff")
-        return UserError(message, hint=hint, exit_code=2)
+        return refusal(response.status_code, data, response.headers.get("retry-after"))
 
     # --- the log, as Server-Sent Events --------------------------------------------------------
 

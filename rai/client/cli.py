@@ -191,17 +191,25 @@ def cli(ctx: click.Context, config_path, profile, project) -> int | None:
 def submit(obj: Context, project: Path, queue, no_follow, output, submission) -> int:
     """Upload PROJECT, run it, and print its output live."""
     from rai.client.packing import PackStream
-    from rai.client.profile import profile_path
+    from rai.client.profile import profile_path, read_profile
 
-    # packing starts first, in a thread of its own, while the client's modules load and the server answers
+    # packing starts first, in a thread of its own; then the profile and the server's address, read without the
+    # client's models, and the submit itself (rai/client/submitting.py). httpx, rich and the rest of the client
+    # load after the job is queued, for following it.
     packing = PackStream(project, exclude=(profile_path(obj.profile_arg),))
     try:
-        client = obj.client()
+        from rai.client.settings import server_settings
+        from rai.client.submitting import Credentials, submit_project
+
+        who = Credentials.of(read_profile(obj.profile_arg))
+        server = server_settings(obj.config_path)
     except BaseException:
         packing.close()
         raise
     with UploadBar(enabled=not no_follow and err().is_terminal) as bar:
-        sub = client.submit(
+        sub = submit_project(
+            server,
+            who,
             project,
             queue=queue,
             submission=submission,
@@ -215,7 +223,9 @@ def submit(obj: Context, project: Path, queue, no_follow, output, submission) ->
         err().print(f"job [bold]{sub.job_id}[/] queued on {sub.queue}")
     if sub.notice:  # click's colours, not rich: `--no-follow` then loads no rich at all
         click.secho(f"» {sub.notice}", fg="yellow", err=True)
-    return 0 if no_follow else _follow_and_report(client, sub.job_id, output, sub.queue)
+    if no_follow:
+        return 0
+    return _follow_and_report(obj.client(), sub.job_id, output, sub.queue)
 
 
 @cli.command()

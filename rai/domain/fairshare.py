@@ -17,6 +17,10 @@ from dataclasses import dataclass
 DEFAULT_HALF_LIFE = 3600.0  # seconds: a class's evening fades within a few hours
 DEFAULT_AGE_WEIGHT = 0.01  # usage-seconds one second of waiting is worth: 100 s waited offsets 1 s used
 DEFAULT_TYPICAL = 60.0  # seconds a job is assumed to take when none has run lately
+# The least a job is taken to cost, however quick the queue's recent jobs were: a claim charges its user a
+# typical job, and the SQS bands' starvation guard waits in typical jobs, so a typical of 0 (jobs that fail at
+# once, on deadline night) would charge nothing and let every band jump the queue.
+MIN_TYPICAL = 1.0
 
 
 def job_weight(gpus: int = 0) -> float:

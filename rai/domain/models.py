@@ -6,7 +6,6 @@ Rules: times are UTC, a field is added and never renamed, readers ignore fields 
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -18,11 +17,6 @@ SCHEMA_VERSION = 1
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def new_job_id() -> str:
-    """A sortable, unguessable job id: time prefix for ordering, random suffix for secrecy."""
-    return utcnow().strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(6)
 
 
 class Message(BaseModel):

@@ -84,9 +84,10 @@ class UsageLedger:
         pipe.execute()
 
     def typical(self, queue: str) -> float:
-        """The median of the queue's recent job durations; rai.domain.fairshare.DEFAULT_TYPICAL when none ran."""
+        """The median of the queue's recent job durations, never under rai.domain.fairshare.MIN_TYPICAL;
+        DEFAULT_TYPICAL when none ran."""
         values = [float(v) for v in self.r.lrange(self.keys.durations(queue), 0, -1)]
-        return statistics.median(values) if values else fairshare.DEFAULT_TYPICAL
+        return max(statistics.median(values), fairshare.MIN_TYPICAL) if values else fairshare.DEFAULT_TYPICAL
 
 
 def _parse(raw) -> tuple[float, float]:
