@@ -1,5 +1,7 @@
 """Log pipeline throughput: lines/s end to end (container → raid → Redis → client) against the same
-container's output read straight from the engine, in one run, and their ratio.
+container's output read straight from the engine, in one run, and their ratio. Both containers are made
+alike (network off, no log file of the engine's own, as raid makes a job's); the engine's read with its
+default log file is printed too.
 
     python bench/log_pipeline.py [--lines 2000000] [--runs 3]
 """
@@ -11,16 +13,20 @@ import statistics
 import struct
 import time
 
+from docker.types import LogConfig
 from harness import IMAGE, Installation, docker_client, ulimits
 
 from rai.domain.models import LogKind
 
 
-def direct(lines: int) -> float:
-    """Seconds to run `seq 1 N` and read all of it through an attach made before start."""
+def direct(lines: int, engine_log: bool = False) -> float:
+    """Seconds to run `seq 1 N` and read all of it through an attach made before start, the container made as
+    raid makes a job's: no log file of the engine's own (raid keeps the output in the job's log);
+    `engine_log`: the engine's default, which also writes it to a file."""
     client = docker_client()
     t0 = time.perf_counter()
-    c = client.containers.create(IMAGE, ["sh", "-c", f"seq 1 {lines}"], network_mode="none", ulimits=ulimits())
+    c = client.containers.create(IMAGE, ["sh", "-c", f"seq 1 {lines}"], network_mode="none", ulimits=ulimits(),
+                                 **({} if engine_log else {"log_config": LogConfig(type="none")}))
     sock = c.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})._sock
     c.start()
     buf, newlines = b"", 0
@@ -72,6 +78,7 @@ def main() -> None:
         direct(1000)
         through_rai(inst, 1000)  # warm up both paths
         d = [direct(args.lines) for _ in range(args.runs)]
+        logged = [direct(args.lines, engine_log=True) for _ in range(args.runs)]
         r = [through_rai(inst, args.lines) for _ in range(args.runs)]
     finally:
         inst.close()
@@ -79,6 +86,8 @@ def main() -> None:
     r_rate = args.lines / statistics.median(r)
     print(f"lines per run: {args.lines:,}  runs: {args.runs} (median)")
     print(f"engine direct (attach, demux):              {d_rate:12,.0f} lines/s  ({statistics.median(d):.2f}s)")
+    print(f"engine direct, with its own log file:       {args.lines / statistics.median(logged):12,.0f} lines/s  "
+          f"({statistics.median(logged):.2f}s; containers made so before rai kept no engine log)")
     print(f"end to end (container→raid→Redis→client):   {r_rate:12,.0f} lines/s  ({statistics.median(r):.2f}s)")
     print(f"ratio end-to-end / direct:                  {r_rate / d_rate:12.2f}")
 

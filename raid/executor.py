@@ -250,6 +250,9 @@ class Executor:
             auto_remove=False,
             stdin_open=False,
             tty=False,
+            # raid reads the output through its attach and keeps it in the job's log: no second copy in the
+            # engine's own log file on the node's disk (a job that prints gigabytes would fill it)
+            log_config=docker.types.LogConfig(type="none"),
         )
         if not spec.network:
             kwargs["network_mode"] = "none"

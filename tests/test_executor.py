@@ -98,6 +98,25 @@ def test_many_lines_arrive_complete_and_in_order(job):
     assert time.monotonic() - started < 10
 
 
+def test_the_engine_keeps_no_second_copy_of_the_output(job, docker_client):
+    """raid keeps a job's output in its log; the engine writes no log file of its own on the node's disk (a
+    job printing gigabytes would fill it, and writing it slowed the live log by a quarter)."""
+    seen = []
+
+    def look() -> None:
+        for c in docker_client.containers.list(all=True, filters={"label": "rai.node=test-executor"}):
+            seen.append(c.attrs["HostConfig"]["LogConfig"]["Type"])
+            try:
+                seen.append(c.logs())
+            except docker.errors.APIError as e:  # Docker 501 "logging driver does not support reading", Podman 500
+                seen.append(b"" if e.status_code in (500, 501) else e)
+        return None
+
+    result, sink, _ = job(["seq 1 5000", "sleep 1"], should_cancel=lambda: look() if not seen else None)
+    assert result.state == JobState.succeeded and sink.text().count("\n") == 5000
+    assert seen[0] == "none" and seen[1] == b"", seen
+
+
 def test_stderr_is_told_apart_from_stdout(job):
     result, sink, _ = job(["echo out; echo err >&2; echo out2"])
     assert result.state == JobState.succeeded
