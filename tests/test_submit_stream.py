@@ -34,6 +34,15 @@ def client(env):
     return client_of(type("Server", (), {"url": env.server_url})(), load_profile(env.ada))
 
 
+def requests_sent(monkeypatch) -> list[tuple[str, str]]:
+    """(method, path) of each request the submits make from here on."""
+    sent: list[tuple[str, str]] = []
+    request = Channel.request
+    monkeypatch.setattr(Channel, "request", lambda self, method, path, **kw: sent.append((method, path)) or
+                        request(self, method, path, **kw))
+    return sent
+
+
 def uploads(env) -> list:
     return sorted((env.tmp / "store" / "uploads").rglob("*.tar.zst")) if (env.tmp / "store").exists() else []
 
@@ -67,10 +76,7 @@ def test_nothing_to_upload_is_said_before_any_upload(capped, monkeypatch):
     r = env.rai(env.ada, "submit", "--no-follow", "-p", str(proj))
     assert r.returncode == 2 and "has no files to upload" in r.stderr and "Traceback" not in r.stderr
     c = client(env)
-    sent = []
-    request = Channel.request
-    monkeypatch.setattr(Channel, "request", lambda self, method, path, **kw: sent.append((method, path)) or
-                        request(self, method, path, **kw))
+    sent = requests_sent(monkeypatch)
     with pytest.raises(UserError, match="has no files to upload"):
         c.submit(proj)
     assert sent == [("GET", "/v1/whoami")]  # whoami only: no PUT, no job
@@ -119,10 +125,7 @@ def test_a_bad_spec_is_said_before_any_upload_even_with_no_server(capped, monkey
     proj = env.project(["true"], name="typo")
     (proj / "rai_build.yml").write_text("rai:\n  image: localhost/rai-test:latest\ncommands:\n  biuld:\n    - 'true'\n")
     c = client(env)
-    sent = []
-    request = Channel.request
-    monkeypatch.setattr(Channel, "request", lambda self, method, path, **kw: sent.append((method, path)) or
-                        request(self, method, path, **kw))
+    sent = requests_sent(monkeypatch)
     with pytest.raises(UserError, match="did you mean build"):
         c.submit(proj)
     assert sent == [("GET", "/v1/whoami")] and uploads(env) == []
