@@ -37,14 +37,15 @@ JOB = "20260314210000-f100dbe4c4a1"
 LINE = "flood {n:09d} {kind} the quick brown fox jumps over the lazy dog 0123456789"
 
 
-def flood(url: str, job_id: str, rate: int, seconds: float, first: int, report) -> None:
-    """The writer process: entries of ~20 ms of lines each, paced to `rate` lines/s, every 10th on stderr."""
+def flood(connection: dict, job_id: str, rate: int, seconds: float, first: int, report) -> None:
+    """The writer process: entries of ~20 ms of lines each, paced to `rate` lines/s, every 10th on stderr.
+    `connection`: the console's Redis connection settings (the local Redis wants the password it was given)."""
     import redis
 
     from rai.backends.redis_logs import RedisLogStream
     from rai.domain.models import LogEntry, LogKind
 
-    logs = RedisLogStream(redis.Redis.from_url(url), max_entries=1_000_000)
+    logs = RedisLogStream(redis.Redis(**connection), max_entries=1_000_000)
     per_entry = max(1, rate // 50)
     n = first
     start = time.perf_counter()
@@ -107,7 +108,7 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
 
 
-async def drive(app, backends, args, url: str) -> dict:
+async def drive(app, backends, args, connection: dict) -> dict:
     from raitui.components.job_tail import JobTailScreen
 
     result: dict = {}
@@ -139,7 +140,8 @@ async def drive(app, backends, args, url: str) -> dict:
         view = tail.log_view
         taken_before = view.lines_written + view.pending
         report = multiprocessing.Queue()
-        writer = multiprocessing.Process(target=flood, args=(url, JOB, args.rate, args.seconds, args.preload, report))
+        writer = multiprocessing.Process(target=flood,
+                                         args=(connection, JOB, args.rate, args.seconds, args.preload, report))
         frames_before = probe.frames
         t0 = time.perf_counter()
         cpu0 = time.process_time()
@@ -147,6 +149,8 @@ async def drive(app, backends, args, url: str) -> dict:
         result["flood"] = await presses(args.presses)
         while writer.is_alive():
             await asyncio.sleep(0.05)
+        if writer.exitcode != 0:
+            raise SystemExit(f"the writer process failed (exit {writer.exitcode})")
         written, write_seconds = report.get(timeout=10)
         flood_window = time.perf_counter() - t0
         cpu = (time.process_time() - cpu0) / flood_window
@@ -198,7 +202,9 @@ def main() -> None:
             body = "".join(LINE.format(n=i, kind="stdout") + "\n" for i in range(args.preload))
             b.logs.append(JOB, [LogEntry(kind=LogKind.stdout, body=body)])
             app = RaiConsole(ConsoleData(b), LocalDaemon(config, run_dir=Path(tmp)), poll_interval=1.0)
-            result = asyncio.run(drive(app, b, args, url))
+            connection = {k: v for k, v in b.redis.connection_pool.connection_kwargs.items()
+                          if k in ("host", "port", "db", "username", "password")}
+            result = asyncio.run(drive(app, b, args, connection))
         finally:
             try:
                 b.redis.shutdown(nosave=True)
