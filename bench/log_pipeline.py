@@ -13,6 +13,7 @@ import statistics
 import struct
 import time
 
+import psutil
 from docker.types import LogConfig
 from harness import IMAGE, Installation, docker_client, ulimits
 
@@ -79,7 +80,10 @@ def main() -> None:
         through_rai(inst, 1000)  # warm up both paths
         d = [direct(args.lines) for _ in range(args.runs)]
         logged = [direct(args.lines, engine_log=True) for _ in range(args.runs)]
+        raid = psutil.Process(inst.raid.pid) if inst.raid is not None else None
+        before = sum(raid.cpu_times()[:2]) if raid is not None else 0.0
         r = [through_rai(inst, args.lines) for _ in range(args.runs)]
+        raid_cpu = (sum(raid.cpu_times()[:2]) - before) / args.runs if raid is not None else float("nan")
     finally:
         inst.close()
     d_rate = args.lines / statistics.median(d)
@@ -89,6 +93,7 @@ def main() -> None:
     print(f"engine direct, with its own log file:       {args.lines / statistics.median(logged):12,.0f} lines/s  "
           f"({statistics.median(logged):.2f}s; containers made so before rai kept no engine log)")
     print(f"end to end (container→raid→Redis→client):   {r_rate:12,.0f} lines/s  ({statistics.median(r):.2f}s)")
+    print(f"raid's CPU per job (its reading, batching and writing to Redis): {raid_cpu:.3f} s")
     print(f"ratio end-to-end / direct:                  {r_rate / d_rate:12.2f}")
 
 
