@@ -95,6 +95,7 @@ def _submit(channel: Channel, who: Credentials, directory: Path, queue: str | No
             me: dict | None) -> Submission:
     whoami = (lambda: me) if me is not None else channel.later("GET", "/v1/whoami")
     from rai.domain.spec import load_spec, parse_spec  # pydantic's models, loaded while whoami is asked
+
     if submission:  # a ranked submission: refused here, before any upload, for an unknown kind or a missing file
         from rai.domain.public_projects import PublicProjects, check_submission
 
