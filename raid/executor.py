@@ -48,7 +48,10 @@ log = logging.getLogger(__name__)
 CANCEL_POLL = 0.2  # seconds between should_cancel() calls
 RECV_SIZE = 256 * 1024
 # A job that prints fast arrives in the engine's 4 KB frames, one recv each (6,000 for 15 MB, a tenth of a CPU-s
-# of raid's): after a short read the reader lets more gather first. The log batches output for 50 ms anyway.
+# of raid's): after a read of a whole frame or more, but short of COALESCE_BELOW, the reader lets more gather
+# first. Smaller reads (a line, the job script's markers) are not held: a trivial job ends as fast as before,
+# and the log batches output for 50 ms anyway.
+COALESCE_FROM = 4 * 1024
 COALESCE_BELOW = 64 * 1024
 COALESCE_WAIT = 0.002
 DRAIN_TIMEOUT = 2.0  # at most this long reading what a stopped job had written
@@ -322,7 +325,7 @@ class Executor:
             if not data:
                 break
             demux.feed(data)
-            if len(data) < COALESCE_BELOW and not job.ended:
+            if COALESCE_FROM <= len(data) < COALESCE_BELOW and not job.ended:
                 time.sleep(COALESCE_WAIT)
         duration = (job.ended_at if job.ended else time.monotonic()) - started
 
