@@ -203,8 +203,6 @@ class RaidConfig(Section):
         return Path(self.work_dir).expanduser() if self.work_dir else data_dir() / "work"
 
 
-
-
 class ServerConfig(Section):
     """rai-server, the HTTP(S) API every client talks to; the students' config holds only `url` (and `ca_bundle`)."""
 

@@ -157,3 +157,14 @@ def test_a_missing_config_is_the_defaults_unless_it_was_named(tmp_path, monkeypa
     with pytest.raises(UserError) as model:
         load_config(tmp_path / "nope.yml")
     assert str(named.value) == str(model.value)
+
+
+def test_an_encrypted_ca_bundle_goes_to_load_config(tmp_path):
+    """The lean reader knows an encrypted value by rai.crypto's own marker, and leaves it to load_config."""
+    from rai import crypto
+    from rai.client import settings
+
+    assert settings.ENCRYPTED == crypto.PREFIX
+    p = tmp_path / "rai.yml"
+    p.write_text(f"server:\n  url: http://h:1\n  ca_bundle: '{crypto.PREFIX}AAAA'\n")
+    assert settings._plain(p.read_bytes()) is None

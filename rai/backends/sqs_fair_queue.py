@@ -87,7 +87,7 @@ class FairSQSJobQueue(SQSJobQueue):
         group, _weight = group_of(body, self.ledger.by)
         waiting = int(self.r.hget(self._key(queue, "waiting"), group) or 0)
         usage = self.ledger.usage([group]).get(group, 0.0)
-        band = band_of(waiting + usage / max(1.0, self.ledger.typical(queue)))
+        band = band_of(waiting + usage / self.ledger.typical(queue))
         message_id = super().enqueue(self.band_queue(queue, band), body)
         job_id = _job_id(body)
         pipe = self.r.pipeline(transaction=False)

@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rai import __version__
-from rai.client.channel import ca_bundle_file
 from rai.client.profile import Profile
 from rai.client.refusals import refusal, unreachable
+from rai.client.settings import ca_bundle_file
 from rai.config import ServerConfig
 from rai.domain.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
 from rai.errors import ServiceUnavailable, UserError

@@ -18,12 +18,11 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rai import __version__
 from rai.client.refusals import refusal, unreachable
-from rai.client.settings import ServerSettings
+from rai.client.settings import ServerSettings, ca_bundle_file
 from rai.domain.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, authorization_headers
 from rai.errors import UserError
 
@@ -37,17 +36,6 @@ def _chunked(pieces: Iterable[bytes | memoryview]) -> Iterable[bytes | memoryvie
             yield piece
             yield b"\r\n"
     yield b"0\r\n\r\n"
-
-
-def ca_bundle_file(ca_bundle: str | None) -> Path | None:
-    """The PEM bundle `server.ca_bundle` names, refused in words when it is not there."""
-    if not ca_bundle:
-        return None
-    bundle = Path(ca_bundle).expanduser()
-    if not bundle.is_file():
-        raise UserError(f"server.ca_bundle {bundle} does not exist",
-                        hint="point it at the PEM file your course staff gave you")
-    return bundle
 
 
 class Channel:

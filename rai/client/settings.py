@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rai.config_file import DEFAULT_CLIENT_TIMEOUT, DEFAULT_SERVER_URL, config_path, named_explicitly
 from rai.errors import UserError
+
+ENCRYPTED = "==AESGCM=="  # rai.crypto.PREFIX, not imported from there: that module loads cryptography
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,17 @@ class ServerSettings:
     def of(cls, server: Any) -> ServerSettings:
         """From the config's `server` section (rai.config.ServerConfig)."""
         return cls(url=server.url, ca_bundle=server.ca_bundle, timeout=float(server.timeout))
+
+
+def ca_bundle_file(ca_bundle: str | None) -> Path | None:
+    """The PEM bundle `server.ca_bundle` names, refused in words when it is not there."""
+    if not ca_bundle:
+        return None
+    bundle = Path(ca_bundle).expanduser()
+    if not bundle.is_file():
+        raise UserError(f"server.ca_bundle {bundle} does not exist",
+                        hint="point it at the PEM file your course staff gave you")
+    return bundle
 
 
 def server_settings(path: str | os.PathLike | None = None) -> ServerSettings:
@@ -64,9 +78,9 @@ def _plain(text: bytes) -> ServerSettings | None:
     url = server.get("url", DEFAULT_SERVER_URL)
     ca_bundle = server.get("ca_bundle")
     timeout = server.get("timeout", DEFAULT_CLIENT_TIMEOUT)
-    if type(url) is not str or not url.startswith(("http://", "https://")) or url.startswith("==AESGCM=="):
+    if type(url) is not str or not url.startswith(("http://", "https://")):
         return None
-    if ca_bundle is not None and (type(ca_bundle) is not str or ca_bundle.startswith("==AESGCM==")):
+    if ca_bundle is not None and (type(ca_bundle) is not str or ca_bundle.startswith(ENCRYPTED)):
         return None
     if type(timeout) not in (int, float) or timeout < 0:
         return None
