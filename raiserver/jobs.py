@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rai.backends.auth import authenticate
 from rai.domain.image_policy import image_refusal
+from rai.domain.job_ids import JOB_ID
 from rai.domain.models import Account, CancelRequest, JobRecord, JobRequest, JobState
 from rai.domain.object_keys import upload_key
 from rai.domain.signing import verify
@@ -33,7 +34,6 @@ from raiserver.wire import JobStatus, Submitted, Uploaded, Waiting
 
 log = logging.getLogger("raiserver.jobs")
 
-JOB_ID = r"^[0-9]{14}-[0-9a-f]{12}$"
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 UPLOAD_TTL = 86400
 CHUNK = 1 << 20

@@ -30,7 +30,7 @@ from schemathesis.checks import positive_data_acceptance
 from keygen.accounts import create_account
 from rai.backends import Backends
 from rai.config import Config
-from rai.domain.job_ids import new_job_id
+from rai.domain.job_ids import JOB_ID, new_job_id
 from rai.domain.models import (
     Account,
     CancelRequest,
@@ -45,7 +45,6 @@ from rai.domain.models import (
 from rai.domain.object_keys import upload_key
 from rai.domain.signing import UNSIGNED_PAYLOAD, authorization_headers, sign
 from rai.live.redis_keys import KEYS
-from raiserver.jobs import JOB_ID
 from tests.fixtures.server import ServerThread
 
 EXAMPLES = 30  # per operation and test: both tests stay well under a minute

@@ -17,12 +17,13 @@ from rai.client.submitting import Credentials, Submission, submit_project
 from rai.config import Config
 from rai.domain.archive import unpack
 from rai.domain.archive_check import ArchiveLimits
+from rai.domain.job_ids import JOB_ID as JOB_ID_PATTERN
 from rai.domain.models import CancelRequest, JobRecord, LogEntry
 from rai.domain.signing import sign
 from rai.domain.spec import JobSpec
 from rai.errors import UserError
 
-JOB_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{12}$")
+JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 def job_path(job_id: str, rest: str = "") -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 
+JOB_ID = r"^[0-9]{14}-[0-9a-f]{12}$"  # what new_job_id makes: UTC time to the second, 48 random bits
+
 
 def new_job_id() -> str:
     """A sortable, unguessable job id: time prefix for ordering, random suffix for secrecy."""
