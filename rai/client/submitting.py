@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rai import __version__
 from rai.client.channel import Channel
@@ -30,6 +30,9 @@ from rai.domain.object_keys import upload_key
 from rai.errors import UserError
 from rai.units import format_size
 
+if TYPE_CHECKING:  # the spec's models load in _submit, while whoami is asked
+    from rai.domain.spec import JobSpec
+
 UPLOAD_CHUNK = 1 << 20  # the most one piece of the upload holds (zstd hands out a whole job's output at once)
 
 
@@ -37,7 +40,7 @@ UPLOAD_CHUNK = 1 << 20  # the most one piece of the upload holds (zstd hands out
 class Submission:
     job_id: str
     queue: str
-    spec: Any  # the JobSpec that runs
+    spec: JobSpec  # what runs
     files: int
     size: int
     notice: str | None = None  # the server's word on why the job may not start soon
@@ -68,7 +71,7 @@ def submit_project(
     submission: str | None = None,
     exclude: tuple[Path, ...] = (),
     on_progress: Callable[[str], None] = lambda _: None,
-    spec: Any = None,
+    spec: JobSpec | None = None,
     upload_progress: Callable[[int, int | None], None] | None = None,
     packing: PackStream | None = None,
     me: dict | None = None,
@@ -90,7 +93,7 @@ def submit_project(
 
 
 def _submit(channel: Channel, who: Credentials, directory: Path, queue: str | None, submission: str | None,
-            on_progress: Callable[[str], None], spec: Any,
+            on_progress: Callable[[str], None], spec: JobSpec | None,
             upload_progress: Callable[[int, int | None], None] | None, stream: PackStream,
             me: dict | None) -> Submission:
     whoami = (lambda: me) if me is not None else channel.later("GET", "/v1/whoami")
