@@ -120,3 +120,28 @@ def test_a_misspelt_field_names_the_nearest_one():
     with pytest.raises(UserError) as e:
         load_spec_text("rai: {image: x}\nresources: {gpu: {zzz: 1}}\ncommands: {build: [make]}")
     assert "the fields here are: architecture, count, memory" in e.value.message
+
+
+def test_checked_specs_are_kept_by_content_and_version(tmp_path, monkeypatch):
+    """rai/client/spec_cache.py: a spec that passed is found again by its bytes, by this version of rai only;
+    a cache folder that cannot be written is no error."""
+    from rai.client import spec_cache
+
+    text = b"rai:\n  image: img\ncommands:\n  build: [make]\n"
+    assert spec_cache.checked(text) is None
+    spec_cache.remember(text, {"commands": {"build": ["make"]}})
+    assert spec_cache.checked(text) == {"commands": {"build": ["make"]}}
+    assert spec_cache.checked(text + b"# edited\n") is None
+    monkeypatch.setattr(spec_cache, "__version__", "99.0")
+    assert spec_cache.checked(text) is None
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("RAI_CACHE_DIR", str(blocked))
+    spec_cache.remember(text, {"x": 1})
+    assert spec_cache.checked(text) is None
+
+
+def test_a_spec_that_is_not_utf8_is_said_in_words(tmp_path):
+    (tmp_path / "rai_build.yml").write_bytes(b"rai:\n  image: caf\xe9\n")
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        load_spec(tmp_path)

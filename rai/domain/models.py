@@ -5,14 +5,13 @@ Rules: times are UTC, a field is added and never renamed, readers ignore fields 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+from rai.domain.wire import SCHEMA_VERSION, canonical_json
 
 
 def utcnow() -> datetime:
@@ -53,8 +52,7 @@ class Signed(Message):
 
     def signing_payload(self) -> bytes:
         """The canonical JSON of every field but the signature."""
-        data = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json", exclude={"signature"}))
 
 
 class JobRequest(Signed):

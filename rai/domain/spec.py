@@ -261,4 +261,17 @@ def load_spec(directory: Path) -> JobSpec:
             f"{path} not found",
             hint=f"every project needs a {SPEC_FILE}; see the README for an example",
         )
-    return load_spec_text(path.read_text(), str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    return load_spec_text(spec_text(raw, str(path)), str(path))
+
+
+def spec_text(raw: bytes, source: str = SPEC_FILE) -> str:
+    """rai_build.yml's bytes as text: UTF-8 (or its BOM), said in words when it is not."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{source} is not UTF-8 text (byte {e.start + 1} cannot be read)",
+                        hint="save it as UTF-8 in your editor") from None
