@@ -35,7 +35,7 @@ import requests
 from rai.config import DockerConfig
 from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
-from raid.build_copy import copy_build
+from raid.build_copy import copy_build, empty_build
 from raid.cgroups import pids_cgroup, pids_refused
 from raid.container_output import JobUpload, OutputDemux
 from raid.container_removal import ContainerRemover
@@ -331,7 +331,10 @@ class Executor:
 
         if job.ended:  # the script holds the container: copy /build while it runs, then remove it
             demux.flush()
-            truncated = self._copy_build(container, build_archive, spec, sink, alive=True)
+            if job.build_empty:  # nothing to copy: the archive of an empty /build, written here
+                truncated = empty_build(build_archive)
+            else:
+                truncated = self._copy_build(container, build_archive, spec, sink, alive=True)
             state, message = job.outcome(spec.memory_limit)
             return RunResult(state, job.rc, duration, message, job.failed, truncated)
 

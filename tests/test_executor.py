@@ -300,6 +300,34 @@ def test_build_folder_comes_back(job):
     assert files["build/run.log"] == b"log\n"
 
 
+def test_an_empty_build_folder_is_not_asked_of_the_engine(job, monkeypatch):
+    """A job that leaves nothing in /build gets the archive of the folder alone, as the engine would give it,
+    without the copy that costs Podman ~80 ms; a dotfile, a dangling link or a /build replaced by a link is
+    something to copy."""
+    from docker.models.containers import Container
+
+    copies: list[str] = []
+    get_archive = Container.get_archive
+    monkeypatch.setattr(Container, "get_archive", lambda self, path, **kw: copies.append(path) or
+                        get_archive(self, path, **kw))
+    result, _, archive = job(["echo printed only", "touch scratch && rm scratch"])
+    assert result.state == JobState.succeeded and copies == []
+    assert archive_members(archive) == [("build", tarfile.DIRTYPE)]
+    for command, member in (("echo x > .hidden", "build/.hidden"), ("ln -s /nowhere dangling", "build/dangling"),
+                            ("echo x > ..odd", "build/..odd")):
+        result, _, archive = job([command])
+        assert result.state == JobState.succeeded and copies[-1] == "/build"
+        assert member in dict(archive_members(archive)), command
+    result, _, archive = job(["mkdir /elsewhere && echo x > /elsewhere/f && cd / && rm -rf /build && "
+                              "ln -s /elsewhere /build"])
+    assert result.state == JobState.succeeded and len(copies) == 4  # not "empty": copied as before
+
+
+def archive_members(archive: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(archive) as t:
+        return [(m.name, m.type) for m in t]
+
+
 def test_build_folder_comes_back_after_a_failure_and_a_timeout(job):
     result, _, archive = job(["echo partial > p.txt", "exit 1"])
     assert result.state == JobState.failed
