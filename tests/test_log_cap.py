@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rai.backends.log_writer import HELD_ALIGN, LogWriter
+from rai.backends.log_writer import ENTRY_MAX_BYTES, HELD_ALIGN, LogWriter
 from rai.backends.redis_logs import RedisLogStream
 from rai.domain.models import JobEnd, JobState, LogKind
 from rai.errors import ServiceUnavailable
@@ -89,7 +89,7 @@ def test_a_10mib_flood_keeps_1mib_head_and_tail_and_says_what_was_left_out(logs,
     head_text, tail_text = output_text(head), output_text(tail)
     kept = len(head_text) + len(tail_text)
     assert kept == len(output_text(entries)) <= MIB  # the stream's body bytes: at most the cap
-    assert all(len(e.body.encode()) <= 64 * 1024 for e in head + tail)
+    assert all(len(e.body.encode()) <= ENTRY_MAX_BYTES for e in head + tail)
 
     # the head: the first lines, whole and in order, ending at a line's end
     assert text.startswith(head_text) and head_text.endswith("\n")

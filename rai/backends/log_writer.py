@@ -19,6 +19,9 @@ from rai.units import format_size, plural
 
 log = logging.getLogger("rai.logs")
 
+ENTRY_MAX_BYTES = 256 * 1024  # output bytes one entry holds at most: each entry costs every hop (raid, Redis,
+# rai-server, the client) a fixed share, so a flood goes in few (bench/log_pipeline.py: raid's CPU a quarter
+# less than at 64 KiB), and one still reaches a terminal in a few milliseconds
 BATCH_MAX_ENTRIES = 256  # entries handed to the stream per append
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per append
 SEND_FIRST_WAIT = 0.05  # seconds before a failed batch is written again, doubling ...
@@ -58,7 +61,7 @@ class LogWriter:
     stdout and stderr apart, from a whole line and character), then the end entry. The job itself goes on.
     """
 
-    def __init__(self, logs: LogStream, job_id: str, max_bytes: int = 64 * 1024, max_delay: float = 0.05,
+    def __init__(self, logs: LogStream, job_id: str, max_bytes: int = ENTRY_MAX_BYTES, max_delay: float = 0.05,
                  retry_for: float = 120.0, max_pending: int | None = None, max_log_bytes: int | None = None):
         self.logs = logs
         self.job_id = job_id
@@ -72,7 +75,7 @@ class LogWriter:
         self._reported_left_out = (0, 0)
         self.max_delay = max(0.0, max_delay)
         self.retry_for = retry_for
-        self.max_pending = max_pending or 64 * self.max_bytes
+        self.max_pending = max_pending or 16 * self.max_bytes
         self.lost_bytes = 0  # output dropped after retrying for `retry_for` seconds
         self.failed_writes = 0  # attempts to write a batch that failed (and were retried or dropped)
         self.error: BaseException | None = None  # the last failure
@@ -249,7 +252,9 @@ class LogWriter:
     def _start_holding(self) -> None:
         """The head is full: it ends at a line's end when one is near, what is not written yet is held back."""
         buf = self._buf
-        cut = buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1 or _complete_len(buf)
+        cut = buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1
+        if not cut and len(buf) >= HELD_ALIGN:  # one long line: the head ends inside it, at a whole character
+            cut = _complete_len(buf)  # (a shorter piece of a line is held: the head ends where the last entry did)
         if cut and self._kind is not None:
             self._emit(LogEntry(kind=self._kind, body=buf[:cut].decode("utf-8", "replace")), cut)
             del buf[:cut]
