@@ -19,9 +19,7 @@ from rai.units import format_size, plural
 
 log = logging.getLogger("rai.logs")
 
-ENTRY_MAX_BYTES = 256 * 1024  # output bytes one entry holds at most: each entry costs every hop (raid, Redis,
-# rai-server, the client) a fixed share, so a flood goes in few (bench/log_pipeline.py: raid's CPU a quarter
-# less than at 64 KiB), and one still reaches a terminal in a few milliseconds
+ENTRY_MAX_BYTES = 256 * 1024  # output per entry: each costs every hop a share, so a flood goes in few (raid: -25%)
 BATCH_MAX_ENTRIES = 256  # entries handed to the stream per append
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # bytes of JSON per append
 SEND_FIRST_WAIT = 0.05  # seconds before a failed batch is written again, doubling ...
@@ -63,8 +61,7 @@ class LogWriter:
 
     def __init__(self, logs: LogStream, job_id: str, max_bytes: int = ENTRY_MAX_BYTES, max_delay: float = 0.05,
                  retry_for: float = 120.0, max_pending: int | None = None, max_log_bytes: int | None = None):
-        self.logs = logs
-        self.job_id = job_id
+        self.logs, self.job_id = logs, job_id
         self.max_bytes = max(16, int(max_bytes))
         cap = int(max_log_bytes or 0)
         self.max_log_bytes = cap if cap > 0 else None
@@ -252,9 +249,8 @@ class LogWriter:
     def _start_holding(self) -> None:
         """The head is full: it ends at a line's end when one is near, what is not written yet is held back."""
         buf = self._buf
-        cut = buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1
-        if not cut and len(buf) >= HELD_ALIGN:  # one long line: the head ends inside it, at a whole character
-            cut = _complete_len(buf)  # (a shorter piece of a line is held: the head ends where the last entry did)
+        cut = (buf.rfind(b"\n", max(0, len(buf) - HELD_ALIGN)) + 1  # a short piece of a line is held back,
+               or (_complete_len(buf) if len(buf) >= HELD_ALIGN else 0))  # a long line cut at a whole character
         if cut and self._kind is not None:
             self._emit(LogEntry(kind=self._kind, body=buf[:cut].decode("utf-8", "replace")), cut)
             del buf[:cut]
@@ -339,6 +335,7 @@ class LogWriter:
         while True:
             with self._cond:
                 while not self._ready:
+                    wait = None
                     if self._first_at is not None:
                         wait = self._first_at + self.max_delay - time.monotonic()
                         if wait <= 0:
@@ -346,8 +343,6 @@ class LogWriter:
                             continue
                     elif self._closed:
                         return
-                    else:
-                        wait = None
                     self._cond.wait(wait)
                 batch: list[LogEntry] = []
                 size = output = 0

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Button, Log, Static
 from textual.worker import get_current_worker
 
@@ -132,6 +133,12 @@ class DaemonView(View):
         self.query_one(Log).focus()
 
     def _show_status(self) -> None:
+        try:
+            self._update_status()
+        except NoMatches:  # a stop that ended as the console closed: its widgets are gone already
+            pass
+
+    def _update_status(self) -> None:
         status = self.daemon.status()
         text = status_text(status, self.daemon)
         if text.plain != self._last:
