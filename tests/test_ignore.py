@@ -107,3 +107,21 @@ def test_no_raiignore_leaves_out_only_the_profile(tmp_path):
     rules = IgnoreRules.for_project(tmp_path)
     assert rules.ignored(".rai_profile", False)
     assert not any(rules.ignored(f, False) for f in FILES)
+
+
+def test_without_a_raiignore_the_profile_rules_are_pathspecs_own(tmp_path):
+    """No .raiignore: pathspec is not loaded, and the profile's rules leave out what pathspec's would."""
+    from pathspec import GitIgnoreSpec
+
+    from rai.domain.ignore import ALWAYS_IGNORED
+
+    rules = IgnoreRules.for_project(tmp_path)
+    assert rules.spec is None  # nothing of pathspec's made
+    spec = GitIgnoreSpec.from_lines(list(ALWAYS_IGNORED))
+    names = [".rai_profile", "ada.rai_profile", "rai_profile", "x.rai_profile.bak", ".rai_profile~", "a.rai_profilex",
+             "my.rai_profile", "main.cu", ".raiignore", "rai_build.yml"]
+    for folder in ("", "src/", "a/b/", "rai_profile/"):  # (a walk never enters a folder the rules leave out)
+        for name in names:
+            for is_dir in (False, True):
+                rel = folder + name
+                assert rules.ignored(rel, is_dir) == spec.match_file(rel + ("/" if is_dir else "")), rel
