@@ -21,6 +21,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from rai.backends.log_writer import ENTRY_MAX_BYTES
 from rai.backends.redis_logs import read_rows
 from rai.domain.models import JobEnd, JobRecord, JobState, LogEntry, LogKind
 from raiserver.jobs import JobId, own_job
@@ -35,7 +36,7 @@ BATCH = 500  # most entries read per round trip
 # bytes aimed at per round trip: the count follows the entries' size, from FIRST_COUNT on. 500 entries of
 # 64 KiB (32 MiB, held whole per follower) take in much slower than 32 replies of 1 MiB
 READ_BYTES = 1 << 20
-FIRST_COUNT = 16
+FIRST_COUNT = max(1, READ_BYTES // ENTRY_MAX_BYTES)  # a flood's full entries: the first reply is no bigger either
 PING = 15  # seconds between keep-alive comments
 # lines end in LF alone (one of the three the SSE spec allows): a client's line splitter then need not
 # normalise CRLF first, a copy or two of every 64 KiB event (httpx-sse does) for nothing
