@@ -196,9 +196,12 @@ class Executor:
             return RunResult(JobState.error, None, 0.0, "the project archive could not be read on the node; submit "
                              "again (the node's log has the details under the job id)")
         sock = None
+        self._remover.setup_begins()  # no container removed beside it: the engine does one thing at a time
+        setting_up = True
         try:
             container = self._create(spec, token_hex)
         except BaseException:
+            self._remover.setup_ends()
             upload.close()
             raise
         try:
@@ -224,8 +227,12 @@ class Executor:
                 return RunResult(JobState.error, None, 0.0,
                                  f"the container did not start: the image {spec.image} may lack /bin/sh, or the node's "
                                  "engine failed (the node's log has the details under the job id)")
+            self._remover.setup_ends()
+            setting_up = False
             return self._follow(spec, sink, should_cancel, build_archive, container, sock, token_hex)
         finally:
+            if setting_up:
+                self._remover.setup_ends()
             upload.close()
             if sock is not None:
                 try:

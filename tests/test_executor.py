@@ -408,6 +408,42 @@ def test_remove_leftovers(executor, test_image):
         other.remove(force=True)
 
 
+def test_no_container_is_removed_while_another_is_set_up(executor, test_image):
+    """A finished job's container goes once no other job's container is being set up (the engine does one thing
+    at a time: a removal beside a setup delays that job's first line), and at once for whoever waits."""
+    from raid.container_removal import REMOVE_AFTER, SETUP_WAIT, ContainerRemover
+
+    kw = dict(labels={"rai.node": "test-" + secrets.token_hex(4)}, network_mode="none",
+              ulimits=[docker.types.Ulimit(name="nofile", soft=1024, hard=1024),
+                       docker.types.Ulimit(name="nproc", soft=4096, hard=4096)])
+    remover = ContainerRemover()
+    finished = [executor.client.containers.run(test_image, ["sleep", "30"], detach=True, **kw) for _ in range(2)]
+
+    def exists(c) -> bool:
+        try:
+            c.reload()
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    try:
+        remover.setup_begins()
+        remover.remove_later(finished[0], "j1")
+        time.sleep(REMOVE_AFTER + 0.3)  # well past its moment, well before SETUP_WAIT
+        assert REMOVE_AFTER + 0.3 < SETUP_WAIT / 2 and exists(finished[0])
+        remover.setup_ends()
+        assert remover.wait(20) and not exists(finished[0])
+        remover.setup_begins()  # a setup that never ends: who waits has the removal done anyway
+        remover.remove_later(finished[1], "j2")
+        started = time.monotonic()
+        assert remover.wait(20) and not exists(finished[1])
+        assert time.monotonic() - started < SETUP_WAIT
+    finally:
+        for c in finished:
+            if exists(c):
+                c.remove(force=True)
+
+
 def test_missing_image(executor, job):
     sink = RecordingSink()
     with pytest.raises(ImageNotFound, match="image localhost/rai-no-such-image:1 not found"):
