@@ -13,7 +13,8 @@ rai_build.yml. Then, each run (after one untimed pass of the baseline, so every 
   client    rai.client.core.Client.submit in this process: packing streamed into the upload, then the job
             request (no interpreter start, no imports)
   submit    `python -m rai submit --no-follow -p DIR` as a student runs it: a fresh interpreter, its
-            imports, whoami, the streamed upload, the job request
+            imports (rai's modules byte-compiled, as pip leaves an installed package: bench/harness.py's
+            installed_python), whoami, the streamed upload, the job request
 
 against a real rai-server and redis-server of its own (bench/harness.py; no raid: the jobs stay queued).
 Prints each run's seconds, then the ratios to the baseline of the same run (the best run's), the
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Installation
+from harness import Installation, installed_python
 
 TEXT_FILES, TEXT_SIZE = 2000, 30 * 1024
 BINARY_FILES, BINARY_SIZE = 4, 10 * 1024 * 1024
@@ -98,8 +99,12 @@ def client_submit(inst: Installation, project: Path) -> float:
     return elapsed
 
 
+def student_env(inst: Installation, student_config: Path) -> dict[str, str]:
+    return installed_python({**inst.env, "RAI_CONFIG": str(student_config)}, inst.tmp / "pycache")
+
+
 def cli_submit(inst: Installation, student_config: Path, project: Path) -> float:
-    env = {**inst.env, "RAI_CONFIG": str(student_config)}
+    env = student_env(inst, student_config)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "rai", "--profile", str(inst.profile), "submit", "--no-follow",
                         "--queue", "rai_bench", "-p", str(project)], env=env, capture_output=True, text=True)
@@ -112,8 +117,8 @@ def cli_submit(inst: Installation, student_config: Path, project: Path) -> float
 def cli_start(inst: Installation, student_config: Path) -> float:
     """`python -m rai version`: the interpreter and the CLI's own start, no command's work."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rai", "version"], env={**inst.env, "RAI_CONFIG": str(student_config)},
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "rai", "version"], env=student_env(inst, student_config), check=True,
+                   capture_output=True)
     return time.perf_counter() - t0
 
 
