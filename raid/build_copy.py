@@ -72,12 +72,11 @@ def copy_build(container, dest: Path, output_limit: int, job_id: str, status: Ca
     return False
 
 
-def empty_build(dest: Path) -> bool:
+def empty_build(dest: Path) -> None:
     """Write to `dest` what copy_build writes for a /build with nothing in it (the folder alone, as the engine
-    gives it), without asking the engine; returns False (nothing was left out), as copy_build would."""
+    gives it), without asking the engine."""
     folder = tarfile.TarInfo("build")
     folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o777, int(time.time())
     folder.uname = folder.gname = "root"
     with tarfile.open(dest, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(folder)
-    return False

@@ -338,8 +338,9 @@ class Executor:
 
         if job.ended:  # the script holds the container: copy /build while it runs, then remove it
             demux.flush()
+            truncated = False
             if job.build_empty:  # nothing to copy: the archive of an empty /build, written here
-                truncated = empty_build(build_archive)
+                empty_build(build_archive)
             else:
                 truncated = self._copy_build(container, build_archive, spec, sink, alive=True)
             state, message = job.outcome(spec.memory_limit)

@@ -145,3 +145,11 @@ def test_a_spec_that_is_not_utf8_is_said_in_words(tmp_path):
     (tmp_path / "rai_build.yml").write_bytes(b"rai:\n  image: caf\xe9\n")
     with pytest.raises(UserError, match="is not UTF-8 text"):
         load_spec(tmp_path)
+
+
+def test_the_submit_reads_the_spec_files_own_name():
+    """rai/client/submitting.py names rai_build.yml without importing the spec's models: the same name."""
+    from rai.client.submitting import SPEC_FILE as SUBMITTED
+    from rai.domain.spec import SPEC_FILE
+
+    assert SUBMITTED == SPEC_FILE

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the spec's models load only when a spec is checked
     from rai.domain.spec import JobSpec
 
 UPLOAD_CHUNK = 1 << 20  # the most one piece of the upload holds (zstd hands out a whole job's output at once)
-SPEC_FILE = "rai_build.yml"  # rai.domain.spec.SPEC_FILE, not imported from there: that module loads pydantic
+SPEC_FILE = "rai_build.yml"  # rai.domain.spec.SPEC_FILE (tests/test_spec.py): that module loads pydantic
 
 
 @dataclass
@@ -50,12 +50,6 @@ class Submission:
     files: int
     size: int
     notice: str | None = None  # the server's word on why the job may not start soon
-
-    @property
-    def spec(self) -> JobSpec:
-        from rai.domain.spec import parse_spec
-
-        return parse_spec(self.spec_fields)
 
 
 @dataclass(frozen=True)
