@@ -5,7 +5,8 @@
 Makes its own project in a temp folder: 2,000 text files of 30 KB (words drawn from a vocabulary with
 Zipf-like frequencies, as source code repeats its identifiers: about 2.6x with zstd -3) and 4 binary
 files of 10 MB (32-bit samples whose upper bytes vary little: about 1.5x), 100 MB in all, plus a
-rai_build.yml. Then, each run (after one untimed pass of the baseline, so every file is in the page cache):
+rai_build.yml. Then, each run (after one untimed pass of the baseline, so every file is in the page cache; each
+step after an untimed `sync`, so no step pays for an earlier one's disk writes):
 
   baseline  `tar -cf - DIR | zstd -3 -T0 > /dev/null` (needs the zstd program: `apt-get install zstd`)
   pack      rai.client.packing.PackStream read into a null sink, in this process: packing alone, as submit packs
@@ -149,10 +150,15 @@ def main() -> None:
     try:
         zstd3 = baseline_size(project)  # also warms: every file in the page cache
         cli_submit(inst, student_config, project)  # warm: the interpreter's bytecode caches
-        for _ in range(args.runs):
+        for _ in range(args.runs):  # each timed step after a sync (untimed): the disk writes of the project's
+            # making and of the earlier submits' stored uploads (51 MB each) go out before it, not during it
+            os.sync()
             b = baseline(project)
+            os.sync()
             p, size = pack(project)
+            os.sync()
             c = client_submit(inst, project)
+            os.sync()
             s = cli_submit(inst, student_config, project)
             rows.append((b, p, c, s))
         start = min(cli_start(inst, student_config) for _ in range(3))
