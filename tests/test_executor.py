@@ -16,7 +16,7 @@ from rai.config import DockerConfig
 from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
 from raid.container_output import OutputDemux
-from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
+from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar, _Upload
 from raid.job_script import job_script, marker_token, token_tar
 
 pytestmark = pytest.mark.timeout(120)
@@ -214,6 +214,42 @@ def test_the_project_arrives_whole_in_one_upload_with_long_names_and_links(execu
     assert executor.wait_removals(30)
     assert result.state == JobState.succeeded, (result, sink.events)
     assert sink.text() == "long name\nfirst\nfirst\na.txt\n2\n0\n"
+
+
+class _Refusing:
+    """A container whose engine answers put_archive with `error` (the real engines here take every archive
+    raid's own checks let through, so the refusal is played)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+        self.read = b""
+
+    def put_archive(self, path, data):
+        self.read = data.read()
+        raise self.error
+
+
+def test_the_upload_beside_the_attach_hands_the_engines_refusal_to_the_job_and_raises_the_rest(tmp_path):
+    """The project goes in from a thread of its own while the attach is made: an engine's refusal comes back to
+    the job's thread as a value (the job ends refused), an engine gone is raised there (the job ends with
+    ServiceUnavailable); either way the upload is closed."""
+    source = tmp_path / "src.tar"
+    with tarfile.open(source, "w") as t:
+        ti = tarfile.TarInfo("a.txt")
+        ti.size = 3
+        t.addfile(ti, io.BytesIO(b"hi\n"))
+    from raid.container_output import JobUpload
+
+    refused = docker.errors.APIError("no such thing as /var/lib/containers/...")
+    container = _Refusing(refused)
+    upload = JobUpload(source, b"")
+    assert _Upload(container, upload).result() is refused
+    assert b"hi\n" in container.read and upload.closed
+    gone = ConnectionError("the engine's socket went away")
+    upload = JobUpload(source, b"")
+    with pytest.raises(ConnectionError):
+        _Upload(_Refusing(gone), upload).result()
+    assert upload.closed
 
 
 def test_a_failing_command_stops_the_job(job):
