@@ -5,16 +5,22 @@ stderr and pulls the job script's marker lines (`<token> step N`, `<token> end N
 `<token> eof` on stderr) out of the streams, so the token never reaches the user.
 `copy_build_archive` writes the engine's tar stream of /build to a plain tar file, keeping whole
 members only, up to a size limit. `JobUpload` hands the container its folders, its marker token and the
-project (under src/) in one put_archive, without the tar's trailing zero padding.
+project (under src/) in one put_archive, without the tar's trailing zero padding; `attach_while_uploading` sends
+it while the attach is made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+import docker.errors
 
 STDOUT, STDERR = "stdout", "stderr"
 _HEADER = 8
@@ -247,3 +253,49 @@ class JobUpload(io.RawIOBase):
     def close(self) -> None:
         self._f.close()
         super().close()
+
+
+class Uploading:
+    """`container.put_archive("/", upload)` in a thread of its own; `result()` waits for it: None when the engine
+    took the archive, its APIError when it refused it. Anything else (the engine gone) is raised there."""
+
+    def __init__(self, container, upload: JobUpload):
+        self._container = container
+        self._upload = upload
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._put, name="job-upload", daemon=True)
+        self._thread.start()
+
+    def _put(self) -> None:
+        try:
+            with self._upload:
+                self._container.put_archive("/", self._upload)
+        except BaseException as e:  # noqa: BLE001 - handed to the job's thread in result()
+            self._error = e
+
+    def result(self) -> docker.errors.APIError | None:
+        self._thread.join()
+        if isinstance(self._error, docker.errors.APIError):
+            return self._error
+        if self._error is not None:
+            raise self._error
+        return None
+
+
+def attach_while_uploading(container, upload: JobUpload) -> tuple[Any, docker.errors.APIError | None]:
+    """The container's attach socket (stdout and stderr, made before it starts) and the engine's refusal of the
+    project's upload, or None. The project goes in while the attach is made: Podman sets the container up (its
+    runtime, the output relay) in the attach, and most of the upload's ~25 ms overlaps it. An upload that fails
+    otherwise (the engine gone) is raised once the attach is closed again."""
+    uploading = Uploading(container, upload)
+    try:
+        sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
+    except BaseException:
+        with contextlib.suppress(Exception):  # the attach's error is the one to tell
+            uploading.result()
+        raise
+    try:
+        return sock, uploading.result()
+    except BaseException:
+        sock.close()
+        raise

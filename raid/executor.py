@@ -21,7 +21,6 @@ import logging
 import secrets
 import select
 import tarfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
 from raid.build_copy import copy_build, empty_build
 from raid.cgroups import pids_cgroup, pids_refused
-from raid.container_output import JobUpload, OutputDemux
+from raid.container_output import JobUpload, OutputDemux, attach_while_uploading
 from raid.container_removal import ContainerRemover
 from raid.engine import connect
 from raid.images import ImageNotFound, ensure_image
@@ -114,33 +113,6 @@ def _dirs_tar(token_hex: str | None = None) -> bytes:
                     t.addfile(member, token.extractfile(member))
         end = t.offset + 1024  # the two zero blocks that end the archive
     return buf.getvalue()[:end]
-
-
-class _Upload:
-    """`container.put_archive("/", upload)` in a thread of its own; `result()` waits for it: None when the engine
-    took the archive, its APIError when it refused it. Anything else (the engine gone) is raised there."""
-
-    def __init__(self, container, upload: JobUpload):
-        self._container = container
-        self._upload = upload
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._put, name="job-upload", daemon=True)
-        self._thread.start()
-
-    def _put(self) -> None:
-        try:
-            with self._upload:
-                self._container.put_archive("/", self._upload)
-        except BaseException as e:  # noqa: BLE001 - handed to the job's thread in result()
-            self._error = e
-
-    def result(self) -> docker.errors.APIError | None:
-        self._thread.join()
-        if isinstance(self._error, docker.errors.APIError):
-            return self._error
-        if self._error is not None:
-            raise self._error
-        return None
 
 
 class Executor:
@@ -233,13 +205,7 @@ class Executor:
             upload.close()
             raise
         try:
-            # the project goes in while the attach is made: Podman sets the container up (its runtime, the
-            # output relay) in the attach, and most of the upload's ~25 ms overlaps it
-            uploading = _Upload(container, upload)
-            try:
-                sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
-            finally:
-                refused_by = uploading.result()
+            sock, refused_by = attach_while_uploading(container, upload)
             if refused_by is not None:  # its words name the host's storage paths: for raid's log only
                 log.warning("job %s: the engine refused the project archive: %s", spec.job_id, refused_by)
                 return RunResult(JobState.refused, None, 0.0,

@@ -15,8 +15,8 @@ import pytest
 from rai.config import DockerConfig
 from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
-from raid.container_output import OutputDemux
-from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar, _Upload
+from raid.container_output import OutputDemux, Uploading
+from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
 from raid.job_script import job_script, marker_token, token_tar
 
 pytestmark = pytest.mark.timeout(120)
@@ -243,12 +243,12 @@ def test_the_upload_beside_the_attach_hands_the_engines_refusal_to_the_job_and_r
     refused = docker.errors.APIError("no such thing as /var/lib/containers/...")
     container = _Refusing(refused)
     upload = JobUpload(source, b"")
-    assert _Upload(container, upload).result() is refused
+    assert Uploading(container, upload).result() is refused
     assert b"hi\n" in container.read and upload.closed
     gone = ConnectionError("the engine's socket went away")
     upload = JobUpload(source, b"")
     with pytest.raises(ConnectionError):
-        _Upload(_Refusing(gone), upload).result()
+        Uploading(_Refusing(gone), upload).result()
     assert upload.closed
 
 
