@@ -15,7 +15,7 @@ import pytest
 from rai.config import DockerConfig
 from rai.domain.models import JobState
 from rai.errors import ServiceUnavailable
-from raid.container_output import OutputDemux, Uploading
+from raid.container_output import JobUpload, OutputDemux, Uploading
 from raid.executor import Executor, ImageNotFound, RunResult, RunSpec, _dirs_tar
 from raid.job_script import job_script, marker_token, token_tar
 
@@ -238,8 +238,6 @@ def test_the_upload_beside_the_attach_hands_the_engines_refusal_to_the_job_and_r
         ti = tarfile.TarInfo("a.txt")
         ti.size = 3
         t.addfile(ti, io.BytesIO(b"hi\n"))
-    from raid.container_output import JobUpload
-
     refused = docker.errors.APIError("no such thing as /var/lib/containers/...")
     container = _Refusing(refused)
     upload = JobUpload(source, b"")
